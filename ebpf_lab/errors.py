@@ -96,7 +96,7 @@ class NotSupportedError(SetupError):
     def __init__(self, what: str, *, feature: str, alternative: str | None = None, **kw: Any) -> None:
         self.feature = feature
         self.alternative = alternative
-        if alternative and "next_step" not in kw:
+        if alternative and kw.get("next_step") is None:
             kw["next_step"] = f"use {alternative} instead, or run this on a kernel with {feature} (see `ebpf-lab doctor`)"
         super().__init__(what, **kw)
 
@@ -116,9 +116,9 @@ class UnknownProbeError(ProbeError):
     def __init__(self, what: str, *, probe: str = "", suggestions: tuple[str, ...] = (), **kw: Any) -> None:
         self.probe = probe
         self.suggestions = tuple(suggestions)
-        if suggestions and "next_step" not in kw:
+        if suggestions and kw.get("next_step") is None:
             kw["next_step"] = "did you mean " + " or ".join(repr(s) for s in suggestions[:3]) + "?"
-        elif "next_step" not in kw:
+        elif kw.get("next_step") is None:
             kw["next_step"] = "list what exists with ebpf_lab.list_probes('tracepoint:syscalls:*')"
         super().__init__(what, **kw)
 
