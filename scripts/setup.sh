@@ -56,6 +56,13 @@ if [ -r /etc/os-release ]; then
     warn "this is ${PRETTY_NAME:-an unknown system}, not Debian 12: package names and versions may differ; carrying on."
   fi
 fi
+# one setup at a time per checkout (two `make test` started together must not both run pip)
+LOCK=${TMPDIR:-/tmp}/ebpf-lab-setup-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12).lock
+exec 9>"$LOCK"
+if ! flock -n 9; then
+  say "another setup of $ROOT is running: waiting for it"
+  flock 9
+fi
 command -v dpkg-query >/dev/null || die "dpkg-query not found: this script is written for Debian 12. Next step: install the packages listed in scripts/setup.sh by hand, then re-run."
 
 # --- 1. distro packages -------------------------------------------------------
