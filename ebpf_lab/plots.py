@@ -212,8 +212,8 @@ def bucket_label(low: float | None, high: float | None) -> str:
         >>> bucket_label(None, -1), bucket_label(100, None)
         ('(..., 0)', '[100, ...)')
     """
-    lo_missing = low is None or (isinstance(low, float) and np.isnan(low))
-    hi_missing = high is None or (isinstance(high, float) and np.isnan(high))
+    lo_missing = low is None or bool(pd.isna(low))
+    hi_missing = high is None or bool(pd.isna(high))
     if lo_missing and hi_missing:
         return "[...]"
     if lo_missing:
@@ -324,48 +324,56 @@ def log2_hist(hist: pd.DataFrame, *, syscall: str | None = None, unit: str = "ns
     ``[4, 8)``, ``[1K, 2K)``... (``K`` = 1024, like bpftrace). ``unit`` names
     what was measured (``"ns"`` for latencies, ``"bytes"`` for sizes).
 
-    ``syscall_latency()`` adds a ``syscall`` column: choose one with
-    ``syscall="read"``, or leave it out to get one panel per syscall (at most
-    six, the busiest).
+    ``syscall_latency()`` adds a ``syscall`` column (and a keyed bpftrace
+    histogram such as ``@us[comm] = hist(...)`` a key column): choose one
+    histogram with ``syscall="read"`` (a value of that column), or leave it out
+    to get one panel each (at most six, the busiest).
 
     Returns the matplotlib Figure.
     """
     _require(hist, ("min", "max", "count"), "log2_hist",
              "BpftraceResult.hists[...] or ebpf_lab.syscall_latency()")
-    if "syscall" in hist.columns:
-        names = list(hist.groupby("syscall", sort=False)["count"].sum()
+    keys = [c for c in hist.columns if c not in ("min", "max", "count")]
+    key = "syscall" if "syscall" in keys else (keys[0] if len(keys) == 1 else None)
+    if len(keys) > 1 and key is None:
+        raise UsageError(f"log2_hist: the histogram has several key columns {keys}",
+                         next_step="select the rows of one histogram first, e.g. "
+                                   "hist[hist['comm'] == 'cat'][['min', 'max', 'count']]")
+    if key is not None:
+        names = list(hist.groupby(key, sort=False)["count"].sum()
                      .sort_values(ascending=False).index)
         if syscall is not None:
             if syscall not in names:
-                raise UsageError(f"log2_hist: no syscall {syscall!r} in the histogram",
+                raise UsageError(f"log2_hist: no {key} {syscall!r} in the histogram",
                                  next_step=f"choose one of {', '.join(map(repr, names))}")
             names = [syscall]
         if len(names) > 1:
             if ax is not None:
                 raise UsageError(
-                    f"log2_hist: the histogram holds {len(names)} syscalls but one ax was given",
-                    next_step="pass syscall='...' to draw one of them, or leave ax out "
-                              "to get one panel per syscall")
-            return _hist_panels(hist, names[:6], unit, title)
+                    f"log2_hist: the histogram holds {len(names)} histograms (one per {key}) "
+                    "but one ax was given",
+                    next_step=f"pass syscall='...' to draw the histogram of one {key}, or leave "
+                              "ax out to get one panel each")
+            return _hist_panels(hist, key, names[:6], unit, title)
         if names:
-            hist = hist[hist["syscall"] == names[0]]
-            title = title or f"{names[0]}: latency histogram"
+            hist = hist[hist[key] == names[0]]
+            title = title or f"{names[0]}: {'latency ' if unit == 'ns' else ''}histogram ({unit})"
     elif syscall is not None:
-        raise UsageError("log2_hist: syscall= was given but the histogram has no 'syscall' column",
+        raise UsageError("log2_hist: syscall= was given but the histogram has no key column",
                          next_step="leave syscall out")
     fig, ax = _new_axes(ax, figsize=(9.0, max(2.5, 0.32 * len(hist) + 1.5)))
-    _draw_hist(ax, hist, unit, title or "log2 histogram")
+    _draw_hist(ax, hist, unit, title or f"log2 histogram ({unit})")
     fig.tight_layout()
     return fig
 
 
 def _draw_hist(ax, hist: pd.DataFrame, unit: str, title: str) -> None:
-    lows = pd.to_numeric(hist["min"], errors="coerce")
-    highs = pd.to_numeric(hist["max"], errors="coerce")
+    lows = pd.to_numeric(hist["min"], errors="coerce").astype("float64")
+    highs = pd.to_numeric(hist["max"], errors="coerce").astype("float64")
     order = np.lexsort((highs.fillna(np.inf).to_numpy(), lows.fillna(-np.inf).to_numpy()))
     rows = hist.iloc[order]
     labels = [bucket_label(lo, hi) for lo, hi in zip(lows.iloc[order], highs.iloc[order])]
-    counts = rows["count"].to_numpy()
+    counts = rows["count"].to_numpy(dtype="int64")
     y = np.arange(len(rows))
     bars = ax.barh(y, counts, color="tab:green", height=0.8)
     ax.set_yticks(y, labels, family="monospace")
@@ -376,20 +384,21 @@ def _draw_hist(ax, hist: pd.DataFrame, unit: str, title: str) -> None:
     _style(ax, title, "count (events)", f"bucket ({unit})")
 
 
-def _hist_panels(hist: pd.DataFrame, names: list[str], unit: str, title: str | None):
+def _hist_panels(hist: pd.DataFrame, key: str, names: list, unit: str, title: str | None):
     import matplotlib.pyplot as plt
 
-    longest = max(int((hist["syscall"] == s).sum()) for s in names)
+    longest = max(int((hist[key] == s).sum()) for s in names)
     ncols = 2 if len(names) > 1 else 1
     nrows = (len(names) + ncols - 1) // ncols
     fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, nrows * (0.3 * longest + 1.6)),
                              squeeze=False)
     plt.close(fig)
     for ax, name in zip(axes.flat, names):
-        _draw_hist(ax, hist[hist["syscall"] == name], unit, f"{name}")
+        _draw_hist(ax, hist[hist[key] == name], unit, f"{name}")
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    fig.suptitle(title or "Latency histograms by syscall", fontsize=_TITLE_SIZE)
+    fig.suptitle(title or (f"Latency histograms by {key} (ns)" if unit == "ns"
+                           else f"Histograms by {key} ({unit})"), fontsize=_TITLE_SIZE)
     fig.tight_layout()
     return fig
 

@@ -98,6 +98,26 @@ def test_log2_hist_sorts_buckets_given_out_of_order():
                       for r in BPFTRACE_HIST.to_dict("records")]
 
 
+def test_log2_hist_takes_nullable_integer_bounds_as_the_bpftrace_parser_gives():
+    hist = pd.DataFrame({
+        "min": pd.array([None, 0, 1, 2, 1024], dtype="Int64"),
+        "max": pd.array([-1, 0, 1, 3, 2047], dtype="Int64"),
+        "count": [2, 3, 5, 7, 11],
+    })
+    ax = plots.log2_hist(hist).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["(..., 0)", "[0]", "[1]", "[2, 4)", "[1K, 2K)"]
+    assert [p.get_width() for p in _bars(ax)] == [2, 3, 5, 7, 11]
+
+
+def test_log2_hist_of_a_keyed_bpftrace_histogram_draws_one_panel_per_key():
+    hist = pd.DataFrame({"comm": ["cat", "cat", "ls"], "min": [4, 8, 4], "max": [7, 15, 7],
+                         "count": [1, 2, 9]})
+    fig = plots.log2_hist(hist, unit="bytes")
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["ls", "cat"]
+    ax = plots.log2_hist(hist, syscall="cat").axes[0]
+    assert len(_bars(ax)) == 2 and ax.get_ylabel() == "bucket (ns)"
+
+
 def _latency():
     rows = []
     for name, buckets in (("read", [(256, 511, 5), (512, 1023, 11)]),
