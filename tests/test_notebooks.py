@@ -122,3 +122,57 @@ def test_notebook_runs_top_to_bottom(name, tmp_path, no_leaks):
         nbformat.write(nb, tmp_path / name)  # the executed copy, for a look after a failure
     assert not _stderr_tracebacks(nb), "\n".join(_stderr_tracebacks(nb))
     assert _images(nb) >= 1, f"{name} drew no plot"
+
+
+# ---------------------------------------------------------------- lesson helpers (unit)
+
+@pytest.mark.unit
+def test_compare_with_post_puts_the_post_next_to_this_kernel(monkeypatch):
+    from ebpf_lab import catalog, lessons
+    from ebpf_lab.errors import NotSupportedError
+
+    def fake_count(pattern):
+        if pattern.startswith("kprobe"):
+            raise NotSupportedError("this kernel has no kprobes", feature="kprobes")
+        return {"tracepoint:*": 2305, "tracepoint:syscalls:*": 720, "tracepoint:raw_syscalls:*": 2}[pattern]
+
+    monkeypatch.setattr(catalog, "count_probes", fake_count)
+    df = lessons.compare_with_post("probes")
+    assert list(df.columns) == [lessons.POST_COLUMN, "on your kernel", "note"]
+    assert lessons.POST_COLUMN == "in the 2022 post (Ubuntu 22.04, 5.15)"
+    assert df.loc["tracepoint:*"].tolist()[:2] == [1607, 2305]
+    assert df.loc["tracepoint:syscalls:*", "on your kernel"] == 720
+    assert df.loc["kprobe:*", lessons.POST_COLUMN] == 52464
+    assert df["on your kernel"].isna().tolist() == [False, False, False, True]
+    assert df.loc["kprobe:*", "note"] == "this kernel has no kprobes"
+
+
+@pytest.mark.unit
+def test_compare_with_post_rejects_an_unknown_table():
+    from ebpf_lab import lessons
+    from ebpf_lab.errors import UsageError
+
+    with pytest.raises(UsageError, match="'probes', 'syscalls'"):
+        lessons.compare_with_post("kfuncs")
+
+
+@pytest.mark.unit
+def test_hint_prints_the_next_hint_and_never_raises(tmp_path, monkeypatch, capsys):
+    from ebpf_lab import lessons
+
+    home = tmp_path / "lab"
+    ex = home / "exercises" / "01_bpftrace_basics"
+    ex.mkdir(parents=True)
+    (home / "solutions").mkdir()
+    monkeypatch.setenv("EBPF_LAB_HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    from ebpf_lab.grader import exercise_path, resolve
+    path = exercise_path(resolve("01.1")[0], home=home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_name(path.stem + ".hints.md").write_text("first hint\n---\nsecond hint\n")
+    lessons.hint("01.1")
+    lessons.hint("01.1")
+    out = capsys.readouterr().out
+    assert "Hint 1 of 2 for 01.1:\nfirst hint" in out and "Hint 2 of 2 for 01.1:\nsecond hint" in out
+    lessons.hint("99.9")
+    assert capsys.readouterr().out.startswith("No hint for 99.9: no exercise or chapter named '99.9'")
