@@ -181,12 +181,15 @@ def split_key(key: str, arity: int | None) -> list[str]:
     if len(parts) < arity:
         return parts + [""] * (arity - len(parts))
     surplus = len(parts) - arity
-    # try each window for the comma-holding part; keep integers where they fit
+
+    def merged(start: int) -> list[str]:
+        return parts[:start] + [",".join(parts[start:start + surplus + 1])] + parts[start + surplus + 1:]
+
+    # the comma-holding part is the first run of pieces none of which is an integer
     for start in range(arity):
-        merged = parts[:start] + [",".join(parts[start:start + surplus + 1])] + parts[start + surplus + 1:]
-        if not _is_int(merged[start]):
-            return merged
-    return parts[:arity - 1] + [",".join(parts[arity - 1:])]
+        if not any(_is_int(p) for p in parts[start:start + surplus + 1]):
+            return merged(start)
+    return merged(0)
 
 
 def _typed(series: pd.Series) -> pd.Series:
