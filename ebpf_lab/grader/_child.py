@@ -54,7 +54,7 @@ def _key(k: Any) -> Any:
 
 
 def _frame(df: Any) -> dict:
-    records = [{str(c): _jsonable(v) for c, v in row.items()} for row in df.to_dict(orient="records")]
+    records = [{str(c): _jsonable(_na(v)) for c, v in row.items()} for row in df.to_dict(orient="records")]
     return {"type": "dataframe", "columns": [str(c) for c in df.columns], "records": records}
 
 
@@ -79,22 +79,39 @@ def _lines(events: Any) -> list[str]:
 
 
 def _map_value(v: Any) -> Any:
+    """A map as a plain value: a number for a map without key, else {key: value}.
+
+    Follows :func:`ebpf_lab.bpftrace_json.map_frame`: key columns are ``key`` or
+    ``key0``, ``key1``...; the value column is named after the aggregation.
+    """
     if _is_frame(v):
-        cols = [str(c) for c in v.columns]
-        if "value" in cols:
-            keycols = [c for c in v.columns if str(c) not in ("value", "map", "name")]
-            if not keycols:
-                vals = v["value"].tolist()
-                return _jsonable(vals[0]) if len(vals) == 1 else _jsonable(vals)
-            out = {}
-            for row in v.to_dict(orient="records"):
-                k = tuple(row[c] for c in keycols)
-                out[str(_key(k if len(k) > 1 else k[0]))] = _jsonable(row["value"])
-            return out
-        return _frame(v)["records"]
+        keycols = [c for c in v.columns if str(c).startswith("key")]
+        valcols = [c for c in v.columns if c not in keycols]
+        recs = v.to_dict(orient="records")
+
+        def val(row):
+            vals = [_jsonable(_na(row[c])) for c in valcols]
+            return vals[0] if len(vals) == 1 else dict(zip(map(str, valcols), vals))
+
+        if not keycols:
+            if len(recs) == 1:
+                return val(recs[0])
+            return [val(r) for r in recs]
+        return {str(_key(tuple(_na(r[c]) for c in keycols) if len(keycols) > 1 else _na(r[keycols[0]]))): val(r)
+                for r in recs}
     if hasattr(v, "to_dict") and not isinstance(v, dict):  # a Series
         return {str(_key(k)): _jsonable(x) for k, x in v.to_dict().items()}
     return _jsonable(v)
+
+
+def _na(x: Any) -> Any:
+    try:
+        import pandas as pd
+        if not isinstance(x, (list, tuple, dict)) and pd.isna(x):
+            return None
+    except (ImportError, TypeError, ValueError):
+        pass
+    return x
 
 
 def _hist_value(v: Any) -> list:
@@ -107,7 +124,7 @@ def _hist_value(v: Any) -> list:
         if isinstance(r, dict):
             lo = r.get("min", r.get("low", r.get("lo")))
             hi = r.get("max", r.get("high", r.get("hi")))
-            out.append([_jsonable(lo), _jsonable(hi), _jsonable(r.get("count"))])
+            out.append([_jsonable(_na(lo)), _jsonable(_na(hi)), _jsonable(_na(r.get("count")))])
         else:
             out.append(_jsonable(list(r)))
     return out

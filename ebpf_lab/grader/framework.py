@@ -151,6 +151,8 @@ def grade_exercise(
                 else:
                     try:
                         outcome = check.fn(output, scenario.truth)
+                    except RunFailure as exc:  # a check's own "not there" message
+                        outcome = fail(str(exc))
                     except Exception as exc:  # noqa: BLE001 - odd output is the learner's, not a crash
                         outcome = fail(f"your program's output could not be read: {type(exc).__name__}: {exc}")
                     frac = max(0.0, min(1.0, float(outcome.fraction)))

@@ -69,12 +69,12 @@ def read_header(path: Path) -> dict[str, str]:
             if idm:
                 info["id"], info["title"] = idm.group(1), idm.group(2).strip()
             continue
-        km = re.match(r"(task|graded|needs|function|hints?):\s*(.*)", text, re.I)
+        km = re.match(r"(task|graded|needs|function|usage):\s*(.*)", text, re.I)
         if km:
             key = km.group(1).lower()
             info[key] = km.group(2).strip()
-        elif key and text.strip():
+        elif key and text[:1].isspace() and text.strip():  # an indented continuation line
             info[key] += " " + text.strip()
-        elif not text.strip():
+        else:
             key = None
     return info

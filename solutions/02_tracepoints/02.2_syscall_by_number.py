@@ -1,0 +1,29 @@
+# 02.2  raw_syscalls:sys_enter and the syscall number
+# Task: write count_syscall(command, syscall) -> int: run `command` and return how
+#   many times that process entered the system call named `syscall`, using the
+#   single tracepoint raw_syscalls:sys_enter (which fires for EVERY syscall and
+#   gives only its number, args->id). Look the number up on the running kernel
+#   with ebpf_lab.syscalls.syscall_nr(name); do not hard-code it.
+# Graded: count_syscall is called with a command that makes a random number of
+#   calls of one syscall (and, in a hidden check, of another syscall); the int you
+#   return must be exact.
+# needs: tracepoint
+# Function: count_syscall(command: str, syscall: str) -> int
+# Usage: from this folder, python -c "import importlib; m = importlib.import_module(\"02.2_syscall_by_number\")"
+#   is awkward: use `ebpf-lab grade 02.2`, or paste the function into a notebook.
+
+import ebpf_lab
+from ebpf_lab.syscalls import syscall_nr
+
+
+def count_syscall(command: str, syscall: str) -> int:
+    """How many times the process started by `command` entered `syscall`."""
+    nr = syscall_nr(syscall)
+    program = (
+        "tracepoint:raw_syscalls:sys_enter /pid == cpid && args->id == $1/ { @calls = count(); }"
+    )
+    result = ebpf_lab.bpftrace(program, command=command, args=[nr])
+    calls = result.maps.get("@calls")
+    if calls is None or calls.empty:
+        return 0
+    return int(calls["count"].iloc[0])
