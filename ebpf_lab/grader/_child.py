@@ -147,7 +147,8 @@ def normalize_bpftrace(result: Any) -> dict:
     maps = _named(getattr(result, "maps", None), "@")
     hists = _named(getattr(result, "hists", None), "@")
     return {
-        "lines": _lines(getattr(result, "events", None)),
+        "lines": ([str(x) for x in result.lines] if isinstance(getattr(result, "lines", None), list)
+                  else _lines(getattr(result, "events", None))),
         "maps": {_at(k): _map_value(v) for k, v in maps.items()},
         "hists": {_at(k): _hist_value(v) for k, v in hists.items()},
     }
