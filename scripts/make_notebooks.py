@@ -175,10 +175,19 @@ def nb00():
         result.events
         """),
         md(r"""
-        The last line is `/etc/hosts`: the file we asked `cat` to print. The lines before it
-        are the dynamic loader and the C library opening their own files before `main()`
-        even runs. The 2022 post shows the same four kinds of lines.
-
+        The file we asked `cat` to print, `/etc/hosts`, comes last. The lines before it are
+        the dynamic loader (`/etc/ld.so.cache`, `libc.so.6`) and the C library's locale
+        support opening their own files, before `cat` does any work. The 2022 post saw four
+        lines; how many you see depends on your locale settings. The result itself shows a
+        summary, and `result.output` holds what `cat` printed:
+        """),
+        code(r"""
+        result
+        """),
+        code(r"""
+        result.output
+        """),
+        md(r"""
         ## Running a probe, way 2: the `%%bpftrace` cell magic
 
         Load the magic once per notebook with `%load_ext ebpf_lab`. A cell that starts with
@@ -197,7 +206,7 @@ def nb00():
         }
         """),
         code(r"""
-        opened.maps
+        opened.maps["@opens"]
         """),
         md(r"""
         ## A first plot: every syscall `cat` made
@@ -280,6 +289,8 @@ def nb01():
           parameters (`$1`).
         """),
         code(r"""
+        import pandas as pd
+
         import ebpf_lab
         from ebpf_lab import lessons, plots
         from ebpf_lab.workloads import workload
@@ -374,15 +385,24 @@ def nb01():
         code(r"""
         r = workload("read", 23, name="reader23", size=4096)
         res = ebpf_lab.bpftrace(
-            'tracepoint:syscalls:sys_enter_read /comm == str($1)/ { @reads = count(); @bytes = sum(args->count); }',
+            'tracepoint:syscalls:sys_enter_read /comm == str($1)/ {'
+            ' @reads = count(); @bytes = sum(args->count); @by_size[args->count] = count(); }',
             args=[r.comm], command=r,
         )
-        res.maps
+        res
         """),
         md(r"""
-        Exactly 23 reads and 23 × 4096 bytes: the filter on `comm` kept out everything else
-        on the machine. `avg`, `min` and `max` work the same way. Now the *return values*,
-        the number of bytes each read really returned, from `sys_exit_read`, as a histogram:
+        One read more than the 23 we asked for? `@by_size` (a map with a key) says why: 23
+        reads of 4096 bytes, and one smaller read: the dynamic loader reading the header of
+        `libc.so.6` before the program's `main()` runs. The filter on `comm` kept out
+        everything else on the machine, so every number is exact. Each map is a DataFrame:
+        """),
+        code(r"""
+        res.maps["@by_size"]
+        """),
+        md(r"""
+        `avg`, `min` and `max` work the same way. Now the *return values*, the number of bytes
+        each read really returned, from `sys_exit_read`, as histograms:
         """),
         code(r"""
         res = ebpf_lab.bpftrace(
@@ -391,7 +411,7 @@ def nb01():
             ' @ret = hist(args->ret); @ret_linear = lhist(args->ret, 0, 8192, 1024); }',
             args=[r.comm], command=r,
         )
-        res.maps
+        res
         """),
         code(r"""
         res.hists["@ret"]
@@ -399,8 +419,7 @@ def nb01():
         md(r"""
         bpftrace prints a `hist()` as rows of buckets `[min, max)` whose bounds are powers of
         two (`1K` = 1024). `plots.log2_hist` draws it the same way, from the data captured in
-        the cell above. Only one bucket is filled: the workload's reads return 4096 bytes,
-        but the C library's own small reads while the program starts land lower down.
+        the cell above: 23 reads in `[4K, 8K)`, and the loader's one read lower down.
         """),
         code(r"""
         plots.log2_hist(res.hists["@ret"], unit="bytes", title="read() return values of reader23")
@@ -438,13 +457,17 @@ def nb01():
         `interval:ms:200` fires every 200 ms on one CPU: the place to print and clear a map
         every so often (`print(@m); clear(@m);`), or to stop the program with `exit()`. This
         program ticks every 200 ms and stops itself after one second (the last tick and the
-        exit fire at the same moment, so you may see four or five ticks):
+        exit fire at the same moment, so you may see four or five ticks). `END` fires once,
+        when the program ends: the place for a summary line. `@ticks++` keeps a plain
+        integer in a map, which `printf` can print (an aggregation such as `count()` is
+        printed by bpftrace itself at the end instead).
         """),
         code(r"""
         %%bpftrace -o ticks
         BEGIN { @start = nsecs; }
-        interval:ms:200 { @ticks = count(); printf("tick at %d ms\n", (nsecs - @start) / 1000000); }
-        interval:s:1 { printf("one second: exit\n"); exit(); }
+        interval:ms:200 { @ticks++; printf("tick at %d ms\n", (nsecs - @start) / 1000000); }
+        interval:s:1 { exit(); }
+        END { printf("%d ticks, then exit()\n", @ticks); clear(@start); }
         """),
         md(r"""
         ## Running a command: `-c` and `cpid`
@@ -469,7 +492,11 @@ def nb01():
         program = 'tracepoint:syscalls:sys_enter_openat /comm == str($1)/ { @[comm] = count(); }'
         a = workload("open", 7, name="seven")
         b = workload("open", 11, name="eleven")
-        [ebpf_lab.bpftrace(program, args=[x.comm], command=x).maps for x in (a, b)]
+        pd.concat([ebpf_lab.bpftrace(program, args=[x.comm], command=x).maps["@"] for x in (a, b)])
+        """),
+        md(r"""
+        Each count is a little more than 7 or 11: the dynamic loader's own opens
+        (`/etc/ld.so.cache`, `libc.so.6`) come before the workload's files.
         """),
         md(r"""
         ## Summary
@@ -484,8 +511,10 @@ def nb01():
           a program reusable.
         """),
         *exercises("01_bpftrace_basics", [f"01.{i}" for i in range(1, 7)], """
-        Six small bpftrace programs: count a process's syscalls, print the files it opens,
-        make a histogram, use an `interval`, a positional parameter, and the string limit.
+        Six small bpftrace programs (`.bt` files): count `getppid()` calls per process; print
+        the files a `-c` command opens (`cpid`); filter on a name given as `$1`; a histogram of
+        read sizes; `count`, `sum`, `avg`, `min` and `max` of some reads; a summary line
+        printed in `END`.
         """),
     ]
 
@@ -624,7 +653,7 @@ def nb02():
             ' tracepoint:sched:sched_process_exit /comm == str($1) && pid != cpid/ { @child_exits = count(); }',
             args=[f.comm], command=f,
         )
-        res.maps
+        res
         """),
         md(r"""
         ## Events as a DataFrame: `ebpf_lab.trace()`
@@ -693,9 +722,11 @@ def nb02():
           in the kernel, `ebpf_lab.plots` draws both.
         """),
         *exercises("02_tracepoints", [f"02.{i}" for i in range(1, 7)], """
-        Six tracepoint exercises: the files a process opens, only the failed opens, a
-        syscall chosen by number on `raw_syscalls`, process births and deaths, and a
-        DataFrame of events.
+        Three bpftrace programs and three Python functions: the files opened by a process
+        named in `$1` (02.1); counting one syscall by number on `raw_syscalls` (02.2, Python);
+        only the failed opens, with their errno (02.3); new processes and their parents from
+        `sched_process_fork` (02.4); a per-process syscall table as a DataFrame (02.5, Python);
+        the slowest syscalls of a command (02.6, Python).
         """),
     ]
 
