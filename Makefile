@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help setup lab test unit doctor
 help:
-	@sed -n '2,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@scripts/setup.sh
