@@ -20,7 +20,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -317,7 +316,13 @@ def _build_argv(bpftrace_path: str, program: str, *, command, pid, args, unsafe)
         from .session import resolve_command
 
         cmd = resolve_command(command)
-        argv += ["-c", shlex.join(cmd)]
+        spaced = [a for a in cmd if not a or any(ch.isspace() for ch in a)]
+        if spaced:
+            raise UsageError(f"command argument {spaced[0]!r} holds a space (or is empty)",
+                             cause="bpftrace 0.17's -c splits the command on spaces and knows no quotes",
+                             next_step="put the command in a small shell script and pass its path, "
+                             "or avoid spaces in the arguments")
+        argv += ["-c", " ".join(cmd)]
     argv += ["-e", program]
     if args:
         argv.append("--")
@@ -398,10 +403,13 @@ def bpftrace(program: str, *, command: str | Sequence[str] | None = None, pid: i
             _signal_group(proc, signal.SIGKILL)
             raise
         finally:
-            # bpftrace has ended: whatever is left in its group (the -c command's
-            # children) would keep the pipes open, so end it before draining them
-            if proc.poll() is not None:
-                _signal_group(proc, signal.SIGKILL)
+            # bpftrace has ended or had its grace period: whatever is left in its
+            # group (the -c command's children) would keep the pipes open
+            _signal_group(proc, signal.SIGKILL)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - the ProbeRun retries
+                pass
             for t in readers:
                 t.join(timeout=5)
         exit_code = proc.poll()
@@ -427,7 +435,11 @@ def bpftrace(program: str, *, command: str | Sequence[str] | None = None, pid: i
             err.result = result
             raise err
     if getattr(result, "columns_error", False):
-        bj.events_frame(result.lines, columns)   # raises the UsageError that explains it
+        try:
+            bj.events_frame(result.lines, columns)
+        except UsageError as exc:   # explain it, and keep the text rows on .result
+            exc.result = result
+            raise
     if interrupted:
         warnings.warn("bpftrace was interrupted: returning what it collected so far (result.interrupted is True)",
                       stacklevel=2)

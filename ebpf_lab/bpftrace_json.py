@@ -170,8 +170,9 @@ def split_key(key: str, arity: int | None) -> list[str]:
 
     bpftrace 0.17 joins multi-part keys with commas (``@[1, "x"]`` -> ``"1,x"``).
     With ``arity`` 1 the key is never split (a file name may hold a comma); with
-    more parts than ``arity`` the surplus commas are kept inside the first part
-    that is not an integer (integers cannot hold commas).
+    more pieces than ``arity`` the surplus commas go back into the first run of
+    pieces that holds no integer (integers cannot hold commas), so
+    ``@["a,b", 3]`` gives ``["a,b", "3"]``.
     """
     if arity is not None and arity <= 1:
         return [key]

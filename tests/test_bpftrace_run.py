@@ -179,3 +179,14 @@ def test_verifier_rejection_keeps_the_full_log():
         bpftrace(prog, timeout=60)
     assert "too complex" in str(info.value)
     assert len(info.value.log.splitlines()) > 100 and "processed" in info.value.log
+
+
+def test_command_arguments_with_spaces_are_refused_before_starting():
+    with pytest.raises(UsageError, match="splits the command on spaces"):
+        bpftrace("BEGIN { exit(); }", command=["/bin/echo", "a b"])
+
+
+def test_columns_that_do_not_convert_keep_the_text_rows():
+    with pytest.raises(UsageError, match="column 'n' cannot be converted") as info:
+        bpftrace('BEGIN { printf("x\\ty\\n"); exit(); }', columns="s,n:int")
+    assert list(info.value.result.events["text"]) == ["x\ty"]
