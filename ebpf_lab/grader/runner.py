@@ -75,7 +75,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def run_in_child(spec: ExerciseSpec, path: Path, job: dict, timeout: float) -> Any:
+def run_in_child(spec: ExerciseSpec, path: Path, job: dict, timeout: float, *,
+                 margin: float | None = None) -> Any:
     """Run the learner's file once for ``job``; return its normalized output.
 
     Raises :class:`RunFailure` with a learner-facing message when the program
@@ -95,7 +96,7 @@ def run_in_child(spec: ExerciseSpec, path: Path, job: dict, timeout: float) -> A
             proc = run.popen([sys.executable, "-m", "ebpf_lab.grader._child", str(job_file), str(out_file)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                              cwd=str(Path(path).resolve().parent))
-            limit = timeout + STARTUP_MARGIN
+            limit = timeout + (STARTUP_MARGIN if margin is None else margin)
             try:
                 captured, _ = proc.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
