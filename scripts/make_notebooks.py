@@ -361,10 +361,21 @@ def nb01():
         """),
         md(r"""
         The first lines are the loader opening the C library; the last five are the files the
-        workload was told to open. `seen.events` holds the same lines as a DataFrame:
+        workload was told to open. `seen.events` holds the printed lines, one `text` column.
+
+        To get real columns, separate the fields with tabs (`\t`) and name them with
+        `--columns` (`name:int` for numbers): each line becomes a typed row. With `nsecs` as a
+        number, the time between two opens is one subtraction away:
         """),
         code(r"""
-        seen.events.tail(5)
+        %%bpftrace -c "{' '.join(w)}" -o seen --columns pid:int,tid:int,comm,cpu:int,nsecs:int,file opener5
+        tracepoint:syscalls:sys_enter_openat /comm == str($1)/ {
+            printf("%d\t%d\t%s\t%d\t%llu\t%s\n", pid, tid, comm, cpu, nsecs, str(args->filename));
+        }
+        """),
+        code(r"""
+        opens = seen.events
+        opens.assign(gap_us=opens["nsecs"].diff() / 1000).tail(5)
         """),
         md(r"""
         ## Maps and aggregations
@@ -450,6 +461,15 @@ def nb01():
         code(r"""
         %%bpftrace -c "{' '.join(long)}" --strlen 200 -o full longname
         tracepoint:syscalls:sys_enter_openat /comm == str($1)/ { printf("%s\n", str(args->filename)); }
+        """),
+        code(r"""
+        for label, run in (("default", short), ("--strlen 200", full)):
+            seen_path = run.events["text"].iloc[-1]
+            print(f"{label:>13}: {len(seen_path):3} of {len(path)} characters: {seen_path}")
+        """),
+        md(r"""
+        With the default limit bpftrace kept 63 characters (64 bytes, the last one the string's
+        terminating zero); with 200 the whole path survived.
         """),
         md(r"""
         ## `interval` and `exit()`
