@@ -15,7 +15,6 @@ From a terminal: ``ebpf-lab grade 02.3``, ``ebpf-lab grade 02``,
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -99,6 +98,8 @@ def check(exercise_id: str, *, solutions: bool = False) -> ExerciseResult:
 
     >>> ebpf_lab.check("01.1")        # doctest: +SKIP
     """
-    report = grade([exercise_id], solutions=solutions,
-                   progress=lambda line: print(line, file=sys.stderr))
-    return report.exercises[0]
+    specs = resolve(exercise_id)
+    if len(specs) != 1:
+        raise UsageError(f"{exercise_id!r} names {len(specs)} exercises",
+                         next_step="give one exercise id, such as ebpf_lab.check('02.3')")
+    return grade([specs[0].id], solutions=solutions).exercises[0]

@@ -15,6 +15,7 @@ lacks a mechanism a trial needs, its checks are skipped, naming what works here.
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import tempfile
@@ -85,6 +86,7 @@ class RunFailure(Exception):
     """The learner's program did not produce output: the message is for the learner."""
 
 
+@functools.lru_cache(maxsize=None)
 def _mechanism_missing(name: str) -> str | None:
     """The reason a mechanism is missing, or None if it works or we cannot tell."""
     try:
