@@ -44,7 +44,7 @@ from .errors import (
     VerifierError,
 )
 
-__all__ = ["BpftraceResult", "bpftrace", "diagnose", "MAX_STRLEN"]
+__all__ = ["MAX_STRLEN", "BpftraceResult", "bpftrace", "diagnose", "run"]
 
 MAX_STRLEN = 200          # bpftrace 0.17: strings live on the 512-byte BPF stack
 DEFAULT_TIMEOUT = 60.0    # seconds, when neither timeout nor duration is given
@@ -330,7 +330,7 @@ def _build_argv(bpftrace_path: str, program: str, *, command, pid, args, unsafe)
     return argv, cmd
 
 
-def bpftrace(program: str, *, command: str | Sequence[str] | None = None, pid: int | None = None,
+def run(program: str, *, command: str | Sequence[str] | None = None, pid: int | None = None,
              args: Sequence = (), duration: float | None = None, timeout: float | None = None,
              strlen: int | None = None, unsafe: bool = False, columns=None) -> BpftraceResult:
     """Run a bpftrace program and return its output as DataFrames.
@@ -489,3 +489,28 @@ def _stop(proc: subprocess.Popen) -> None:
             pass
         except KeyboardInterrupt:   # a second Ctrl-C: stop waiting, the ProbeRun kills it
             break
+
+
+
+class _CallableModule(type(os)):
+    """This module, callable: ``ebpf_lab.bpftrace(program, ...)`` runs :func:`run`.
+
+    The package exports ``ebpf_lab.bpftrace`` from a submodule of the same
+    name. Python sets the package attribute ``ebpf_lab.bpftrace`` to the
+    *module* whenever the submodule is imported first (``from ebpf_lab.bpftrace
+    import BpftraceResult``), so the name is the module itself, made callable:
+    it then means the same thing whatever was imported first.
+    """
+
+    def __call__(self, program: str, **kwargs) -> BpftraceResult:
+        return run(program, **kwargs)
+
+
+import inspect as _inspect  # noqa: E402
+import sys as _sys  # noqa: E402
+
+_self = _sys.modules[__name__]
+_self.__class__ = _CallableModule
+_self.__signature__ = _inspect.signature(run)
+__doc__ = (__doc__ or "") + "\n``bpftrace(program, ...)`` is :func:`run`:\n\n" + _inspect.cleandoc(run.__doc__ or "")
+bpftrace = _self

@@ -98,12 +98,12 @@ def run_cell(line: str, cell: str, user_ns: dict | None = None):
 
     On an error the partial result (if any) is stored too, then the error is raised.
     """
-    from .bpftrace import bpftrace
+    from .bpftrace import run
 
     kwargs, output = parse_magic_line(line)
     ns = user_ns if user_ns is not None else {}
     try:
-        result = bpftrace(cell, **kwargs)
+        result = run(cell, **kwargs)
     except EbpfLabError as exc:
         if exc.result is not None:
             ns[output] = exc.result

@@ -314,3 +314,52 @@ def test_stack_limit_is_reported_with_the_512_byte_reason():
 def test_unknown_failures_still_raise_a_probe_error():
     err = diagnose("ERROR: something new\n", exit_code=1)
     assert type(err) is ProbeError and "something new" in str(err)
+
+
+# --------------------------------------------------------------------------- backend, nothing started
+
+def test_ebpf_lab_bpftrace_is_callable_whatever_was_imported_first():
+    import subprocess
+    import sys
+
+    code = ("import ebpf_lab.bpftrace, ebpf_lab.magic\nimport ebpf_lab\n"
+            "assert callable(ebpf_lab.bpftrace), type(ebpf_lab.bpftrace)\n"
+            "from ebpf_lab import BpftraceResult, load_ipython_extension\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_missing_privileges_are_reported_before_anything_starts(monkeypatch):
+    import ebpf_lab.bpftrace as backend
+    from ebpf_lab import privileges
+    from ebpf_lab.errors import PrivilegeError
+
+    monkeypatch.setattr(privileges, "missing_capabilities", lambda *a: ("CAP_BPF", "CAP_PERFMON"))
+    monkeypatch.setattr(backend, "_find_bpftrace", lambda: "/usr/bin/bpftrace")
+    started = []
+    monkeypatch.setattr("ebpf_lab.session.ProbeRun.popen", lambda *a, **k: started.append(a))
+    with pytest.raises(PrivilegeError, match="CAP_BPF"):
+        backend.bpftrace("BEGIN { exit(); }")
+    assert started == []
+
+
+def test_missing_bpftrace_says_how_to_install_it(monkeypatch):
+    import ebpf_lab.bpftrace as backend
+    from ebpf_lab.errors import BackendMissingError
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(BackendMissingError, match="apt-get install bpftrace"):
+        backend.bpftrace("BEGIN { exit(); }")
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"strlen": 201}, "at most 200"), ({"strlen": 0}, "at most 200"), ({"duration": 0}, "positive"),
+    ({"timeout": 1, "duration": 5}, "shorter than"), ({"columns": ""}, "names no column"),
+])
+def test_bad_arguments_are_usage_errors(kwargs, needle):
+    import ebpf_lab.bpftrace as backend
+
+    with pytest.raises(UsageError, match=needle):
+        backend.bpftrace("BEGIN { exit(); }", **kwargs)
+    with pytest.raises(UsageError, match="empty"):
+        backend.bpftrace("  ")
