@@ -11,6 +11,7 @@ pass/fail.
 from __future__ import annotations
 
 import html
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,14 +151,20 @@ class ExerciseResult:
 
     def text(self) -> str:
         """Plain text for a terminal (fits 80 columns)."""
-        lines = [f"{self.id}  {self.title}: {self.summary()}"]
+        lines = textwrap.wrap(f"{self.id}  {self.title}: {self.summary()}", 80, subsequent_indent="    ",
+                              break_long_words=False)
         for c in self.checks:
             v = c.public_view()
             mark = {"passed": "PASS", "partial": "PART", "failed": "FAIL", "skipped": "SKIP"}[v["status"]]
             pts = "" if v["status"] == "skipped" else f" [{_num(v['score'])}/{_num(v['points'])}]"
             lines.append(f"  {mark} {v['name']}{pts}")
             for ln in v["message"].splitlines():
-                lines.append(f"       {ln}")
+                # bpftrace's source excerpts keep their layout (the ~~~ marks a column)
+                if ln.startswith((" ", "\t")) or set(ln.strip()) <= {"~", "^"}:
+                    lines.append(f"       {ln}")
+                else:
+                    lines.extend(textwrap.wrap(ln, 80, initial_indent="       ", subsequent_indent="         ",
+                                               break_long_words=False, break_on_hyphens=False) or [""])
         return "\n".join(lines)
 
     def __str__(self) -> str:
