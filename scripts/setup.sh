@@ -142,7 +142,8 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || die "$PY not found. Next step: 'apt-get install python3 python3-venv'."
 venv_ok() {
   [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11) and sys.prefix != sys.base_prefix' 2>/dev/null \
-    && grep -q '^home = /usr/bin$' "$VENV/pyvenv.cfg" 2>/dev/null
+    && grep -q '^home = /usr/bin$' "$VENV/pyvenv.cfg" 2>/dev/null \
+    && grep -q '^include-system-site-packages = false$' "$VENV/pyvenv.cfg"  # only bcc gets in, by a link
 }
 if ! venv_ok; then
   if [ -e "$VENV" ]; then
