@@ -200,7 +200,12 @@ def main(argv: list[str]) -> int:
         output = _run(job)
         out.write_text(json.dumps({"output": output}))
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a graded message
-        out.write_text(json.dumps({"error": _describe_error(exc, job["path"])}))
+        from ..errors import NotSupportedError
+
+        if isinstance(exc, NotSupportedError):  # the kernel lacks it: a skip, not a failure
+            out.write_text(json.dumps({"unsupported": {"feature": exc.feature, "message": str(exc)}}))
+        else:
+            out.write_text(json.dumps({"error": _describe_error(exc, job["path"])}))
     return 0
 
 

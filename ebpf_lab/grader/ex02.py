@@ -331,3 +331,17 @@ SPEC_02_6 = ExerciseSpec(
 
 SPECS = [SPEC_02_1, SPEC_02_2, SPEC_02_3, SPEC_02_4, SPEC_02_5, SPEC_02_6]
 
+
+# ---------------------------------------------------------------- 02.7 (kprobe variant of 02.1)
+
+SPEC_02_7 = ExerciseSpec(
+    id="02.7", title="Files opened by a process named in $1, with a kprobe", chapter=CHAPTER,
+    filename="02.7_opens_kprobe.bt",
+    variant="02.1 (the same task with tracepoint:syscalls:sys_enter_openat)",
+    trials=[Trial(_openat_setup, [
+        Check("prints every file the named process opened", 3, _every_path),
+        Check("prints no file of any other process", 1, _only_named, hidden=True),
+    ], needs=("kprobe",))],
+)
+
+SPECS.append(SPEC_02_7)

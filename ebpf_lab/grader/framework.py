@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from .model import CheckResult, ExerciseResult, Outcome, fail
 
-__all__ = ["Check", "ExerciseSpec", "RunFailure", "Scenario", "Trial", "grade_exercise"]
+__all__ = ["Check", "ExerciseSpec", "RunFailure", "Scenario", "Trial", "Unsupported", "grade_exercise"]
 
 
 @dataclass
@@ -86,6 +86,14 @@ class RunFailure(Exception):
     """The learner's program did not produce output: the message is for the learner."""
 
 
+class Unsupported(RunFailure):
+    """The run found that the kernel lacks ``feature`` (a NotSupportedError): skip, do not fail."""
+
+    def __init__(self, feature: str, message: str = "") -> None:
+        self.feature = feature
+        super().__init__(message or f"this kernel lacks {feature}")
+
+
 @functools.lru_cache(maxsize=None)
 def _mechanism_missing(name: str) -> str | None:
     """The reason a mechanism is missing, or None if it works or we cannot tell."""
@@ -133,6 +141,9 @@ def grade_exercise(
                 try:
                     scenario = trial.setup(rng, tmp)
                     output = run(spec, path, scenario.job, trial.timeout)
+                except Unsupported as exc:
+                    # doctor could not tell beforehand; the kernel said so conclusively
+                    missing = [(exc.feature, str(exc))]
                 except RunFailure as exc:
                     failure = str(exc)
             for check in trial.checks:

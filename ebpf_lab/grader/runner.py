@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..session import ProbeRun, kill_process_group
-from .framework import ExerciseSpec, RunFailure
+from .framework import ExerciseSpec, RunFailure, Unsupported
 
 __all__ = ["descendants", "run_in_child"]
 
@@ -110,6 +110,8 @@ def run_in_child(spec: ExerciseSpec, path: Path, job: dict, timeout: float, *,
                 raise RunFailure(f"your program's process ended without a result (exit status "
                                  f"{proc.returncode}). Its last output:\n{tail}")
             result = json.loads(out_file.read_text())
+    if "unsupported" in result:
+        raise Unsupported(result["unsupported"]["feature"], result["unsupported"]["message"])
     if "error" in result:
         raise RunFailure(result["error"])
     return result["output"]
