@@ -84,8 +84,11 @@ def to_exercism(report: GradeReport) -> dict[str, Any]:
                           "message": None if v["status"] == "passed" else (v["message"] or "failed"),
                           "test_code": "" if v["hidden"] else f"ebpf-lab grade {e.id}",
                           "task_id": task_id})
-    graded = [t for t in tests]
-    status = "pass" if graded and all(t["status"] == "pass" for t in graded) else "fail"
+    if not tests:  # every check was skipped: nothing could run on this kernel
+        reasons = sorted({c.message for e in report.exercises for c in e.checks if c.message})
+        return {"version": 3, "status": "error", "message": "; ".join(reasons) or "no check could run",
+                "tests": []}
+    status = "pass" if all(t["status"] == "pass" for t in tests) else "fail"
     return {"version": 3, "status": status, "tests": tests}
 
 
