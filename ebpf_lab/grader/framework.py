@@ -100,6 +100,12 @@ def _mechanism_missing(name: str) -> str | None:
     try:
         from ..doctor import mechanism_status
     except ImportError:
+        if name in ("kprobe", "kretprobe"):  # without doctor: the catalog's conclusive check
+            try:
+                from ..catalog import kprobes_supported
+                return None if kprobes_supported() else "the kernel has no kprobe_events (CONFIG_KPROBES unset)"
+            except Exception:  # noqa: BLE001
+                return None
         return None
     try:
         status, detail = mechanism_status(name)
