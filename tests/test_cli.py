@@ -170,3 +170,25 @@ def test_grade_untouched_exercise_exits_0_with_text_summary(capsys):
     assert code == 0
     assert "02.2" in out and "0/5 points" in out and "not written yet" in out
     assert all(len(ln) <= 80 or ln.startswith("       ") for ln in out.splitlines())
+
+
+@pytest.mark.unit
+def test_grade_without_bpftrace_writes_an_error_results_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bpftrace on PATH
+    out = tmp_path / "results.json"
+    code, _, err = _run(capsys, "grade", "01.1", "--format", "exercism", "--output", str(out))
+    assert code == 2 and "bpftrace is not installed" in err and "Traceback" not in err
+    data = json.loads(out.read_text())
+    assert data["status"] == "error" and "bpftrace is not installed" in data["message"]
+
+
+@pytest.mark.unit
+def test_grade_without_privileges_says_so(capsys, tmp_path, monkeypatch):
+    import ebpf_lab.privileges
+
+    monkeypatch.setattr(ebpf_lab.privileges, "missing_capabilities", lambda: ("CAP_BPF", "CAP_PERFMON"))
+    out = tmp_path / "results.json"
+    code, _, err = _run(capsys, "grade", "02", "--format", "gradescope", "--output", str(out))
+    assert code == 2 and "CAP_BPF" in err and "sudo" in err
+    data = json.loads(out.read_text())
+    assert data["score"] == 0 and "CAP_BPF" in data["output"]

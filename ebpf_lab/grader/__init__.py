@@ -81,6 +81,7 @@ def grade(
     """
     specs = resolve(targets)
     home = home or find_home()
+    _ready_to_grade(specs)
     rng = random.Random(seed)
     report = GradeReport()
     for spec in specs:
@@ -91,6 +92,23 @@ def grade(
             continue
         report.exercises.append(grade_exercise(spec, path, rng=rng, progress=progress))
     return report
+
+
+def _ready_to_grade(specs: list[ExerciseSpec]) -> None:
+    """Raise when no exercise could run at all: no privileges, or no bpftrace for .bt files."""
+    import shutil
+
+    from ..errors import BackendMissingError, PrivilegeError
+    from ..privileges import missing_capabilities
+
+    missing = missing_capabilities()
+    if missing:
+        raise PrivilegeError(f"grading runs real probes, and this process lacks {', '.join(missing)}",
+                             missing=missing)
+    if any(s.kind == "bt" for s in specs) and shutil.which("bpftrace") is None:
+        raise BackendMissingError("bpftrace is not installed, so .bt exercises cannot run",
+                                  cause="the bpftrace package is missing",
+                                  next_step="run `make setup` (it installs bpftrace), or `apt-get install bpftrace`")
 
 
 def check(exercise_id: str, *, solutions: bool = False) -> ExerciseResult:
