@@ -1,0 +1,414 @@
+"""``trace()``: every event of one probe, typed, as a pandas DataFrame.
+
+How it works (lesson material):
+
+1. The probe's arguments come from the kernel itself: a tracepoint's tracefs
+   ``format`` file, the registers of a uprobe, the ``sys_enter``/``sys_exit``
+   raw tracepoints' ``(regs, id|ret)``.
+2. :mod:`ebpf_lab.codegen` writes a C program with one fixed-size struct per
+   event, filtered *in the kernel* (your command's pid as a constant, a
+   ``where=`` expression), pushed into a BPF **ring buffer**. Each failed
+   ``bpf_ringbuf_reserve`` (buffer full) bumps a per-CPU ``lost`` counter:
+   ``df.attrs["events"] + df.attrs["lost"]`` is every event that fired.
+3. bcc compiles and loads it; :class:`ebpf_lab.ringbuf.RingBufReader` maps
+   the ring buffer and copies whole spans of records into numpy arrays (no
+   Python object per event); the columns become a DataFrame at the end.
+
+Everything is owned by one :class:`~ebpf_lab.session.ProbeRun`: on success,
+an error or Ctrl-C the program is detached and unloaded and the command killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+import warnings
+from typing import Sequence
+
+from . import codegen
+from .errors import (
+    AttachError,
+    NotSupportedError,
+    ProbeError,
+    UnknownProbeError,
+    UsageError,
+    VerifierError,
+)
+from .session import ProbeRun, resolve_command
+
+__all__ = ["EventsLostWarning", "trace"]
+
+DEFAULT_BUFFER_PAGES = 4096      # 16 MiB: about 300,000 events of 56 bytes
+POLL_INTERVAL = 0.004            # seconds between reads (records are submitted without wake-ups)
+
+
+class EventsLostWarning(RuntimeWarning):
+    """Some events did not fit in the ring buffer (``df.attrs['lost']`` says how many)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+@contextlib.contextmanager
+def capture_stderr():
+    """Collect what C libraries (libbcc, the verifier log) write to fd 2 while inside.
+
+    Yields a list that holds the captured text after the block.
+    """
+    out: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _suggest(probe: str) -> list[str]:
+    try:
+        from .catalog import suggest  # noqa: PLC0415
+        return suggest(probe)
+    except Exception:  # noqa: BLE001 - a courtesy only
+        return []
+
+
+def _available_columns(spec: codegen.ProbeSpec) -> tuple[list[codegen.Column], codegen.ProbeSpec]:
+    """The argument columns of ``spec`` on this kernel (raises UnknownProbeError)."""
+    if spec.kind == "tracepoint":
+        from . import tracefs  # noqa: PLC0415
+        try:
+            fmt = tracefs.read_format(spec.target, spec.name)
+        except UnknownProbeError as exc:
+            sugg = exc.suggestions or tuple(_suggest(spec.probe))
+            raise UnknownProbeError(f"there is no tracepoint {spec.probe} on this kernel", probe=spec.probe,
+                                    suggestions=sugg, cause=exc.cause) from None
+        return _rename_clashes(codegen.tracepoint_columns(fmt.fields)), spec
+    if spec.kind == "rawtracepoint":
+        if spec.name in ("sys_enter", "sys_exit"):
+            return codegen.rawtracepoint_columns(spec.name), spec
+        from . import catalog  # noqa: PLC0415
+        args = catalog._raw_args(spec.name)  # noqa: SLF001 - BTF prototype of btf_trace_NAME
+        if not args:
+            raise UnknownProbeError(f"there is no raw tracepoint {spec.name!r} on this kernel", probe=spec.probe,
+                                    suggestions=tuple(_suggest(spec.probe)),
+                                    cause="no btf_trace_NAME prototype in the kernel's BTF")
+        return codegen.rawtracepoint_columns(spec.name, args), spec
+    # uprobes
+    from . import elfsyms  # noqa: PLC0415
+    try:
+        path = elfsyms.resolve_binary(spec.target)
+        elfsyms.symbol_address(path, spec.name)
+    except (UnknownProbeError, UsageError, OSError) as exc:
+        raise UnknownProbeError(f"cannot place {spec.probe}: {getattr(exc, 'what', exc)}", probe=spec.probe,
+                                suggestions=tuple(_suggest(spec.probe)),
+                                cause="no such binary, or no such function symbol in it") from None
+    spec = codegen.ProbeSpec(spec.kind, path, spec.name)
+    return codegen.uprobe_columns(spec.kind == "uretprobe"), spec
+
+
+def _rename_clashes(cols: list[codegen.Column]) -> list[codegen.Column]:
+    """An argument named like a common column (``pid`` of sched_process_exec) becomes ``args_pid``."""
+    import dataclasses  # noqa: PLC0415
+    out = []
+    for c in cols:
+        if c.name in codegen.COMMON_COLUMNS:
+            new = "args_" + c.name
+            c = dataclasses.replace(c, name=new, fill=c.fill.replace(f"e->{c.name}", f"e->{new}"))
+        out.append(c)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def load_program(run: ProbeRun, bcc, program: codegen.Program | str, *, probe: str, fn_name: str = "lab_probe",
+                 prog_type=None):
+    """Compile and load ``program`` with bcc; register cleanup on ``run``.
+
+    Returns ``(bpf, fn)``. A compile failure raises ProbeError, a verifier
+    rejection VerifierError with the whole log on ``.log``.
+    """
+    text = program.text if isinstance(program, codegen.Program) else program
+    with capture_stderr() as err:
+        try:
+            b = bcc.BPF(text=text)
+        except Exception as exc:  # bcc raises a bare Exception
+            failed = exc
+        else:
+            failed = None
+    if failed is not None:
+        log = "".join(err)
+        raise ProbeError(f"bcc could not compile the program for {probe}: {failed}",
+                         stderr=log, program=text,
+                         cause="kernel headers missing or mismatched (bcc compiles against "
+                         "/lib/modules/$(uname -r)/build), or a bug in the generated C",
+                         next_step="run `ebpf-lab doctor`; the compiler's messages are on .stderr")
+    run.on_close(b.cleanup)
+    if prog_type is None:
+        prog_type = bcc.BPF.TRACEPOINT
+    with capture_stderr() as err:
+        try:
+            fn = b.load_func(fn_name.encode(), prog_type)
+        except Exception as exc:  # noqa: BLE001
+            failed = exc
+        else:
+            failed = None
+    if failed is not None:
+        log = "".join(err)
+        if "Operation not permitted" in str(failed) + log and "processed" not in log:
+            raise NotSupportedError(f"the kernel refused to load the program for {probe}: {failed}",
+                                    feature="this program type", alternative="a tracepoint",
+                                    cause="the kernel does not allow this BPF program type")
+        raise VerifierError(f"the verifier rejected the program for {probe}:\n{VerifierError.tail(log)}",
+                            log=log, stderr=log, program=text,
+                            cause="the program does something the verifier cannot prove safe",
+                            next_step="read the last lines above; the whole log is on .log")
+    return b, fn
+
+
+def _attach(b, bcc, spec: codegen.ProbeSpec, fn_name: str) -> None:
+    with capture_stderr() as err:
+        try:
+            if spec.kind == "tracepoint":
+                b.attach_tracepoint(tp=f"{spec.target}:{spec.name}".encode(), fn_name=fn_name.encode())
+            elif spec.kind == "rawtracepoint":
+                b.attach_raw_tracepoint(tp=spec.name.encode(), fn_name=fn_name.encode())
+            elif spec.kind == "uprobe":
+                b.attach_uprobe(name=spec.target.encode(), sym=spec.name.encode(), fn_name=fn_name.encode())
+            else:
+                b.attach_uretprobe(name=spec.target.encode(), sym=spec.name.encode(), fn_name=fn_name.encode())
+        except Exception as exc:  # noqa: BLE001 - bcc raises bare Exceptions
+            failed = exc
+        else:
+            failed = None
+    if failed is not None:
+        raise AttachError(f"could not attach to {spec.probe}: {failed}", stderr="".join(err),
+                          cause="the probe point vanished, or the kernel refused this attachment",
+                          next_step="check the probe with ebpf_lab.describe(...) and `ebpf-lab doctor`")
+
+
+def _load_prog_type(bcc, spec: codegen.ProbeSpec):
+    return {"tracepoint": bcc.BPF.TRACEPOINT, "rawtracepoint": bcc.BPF.RAW_TRACEPOINT}.get(spec.kind, bcc.BPF.KPROBE)
+
+
+# --------------------------------------------------------------------------- frame
+
+def to_frame(chunks: list, program: codegen.Program, time_offset_ns: int):
+    """Turn the record arrays read from the ring buffer into the events DataFrame.
+
+    Strings are decoded once per distinct value (``np.unique``), so a column
+    with a few distinct file names costs one ``str`` each; ``comm`` becomes a
+    pandas category.
+    """
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    if chunks:
+        recs = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    else:
+        recs = np.empty(0, dtype=program.record_dtype)
+    kinds = {c.name: c for c in program.record_columns}
+    data = {}
+    for name in program.output_columns:
+        if name == "time":
+            ns = np.asarray(recs["time_ns"], dtype=np.int64) + np.int64(time_offset_ns)
+            data["time"] = ns.astype("datetime64[ns]")
+            continue
+        col = kinds[name]
+        raw = recs[name]
+        if col.kind == "int":
+            data[name] = np.ascontiguousarray(raw)
+        else:
+            uniq, inv = np.unique(raw, return_inverse=True)
+            texts = [bytes(u).split(b"\0", 1)[0].decode("utf-8", "replace") for u in uniq]
+            if col.kind == "comm":
+                cats = pd.Index(texts)
+                if cats.has_duplicates:  # distinct raw bytes, same text: merge
+                    ordered = list(dict.fromkeys(texts))
+                    remap = np.array([ordered.index(t) for t in texts], dtype=np.int64)
+                    inv, cats = remap[inv], pd.Index(ordered)
+                data[name] = pd.Categorical.from_codes(inv.astype(np.int32), categories=cats)
+            else:
+                data[name] = np.array(texts, dtype=object)[inv] if len(recs) else np.array([], dtype=object)
+    return pd.DataFrame(data, columns=list(program.output_columns))
+
+
+# --------------------------------------------------------------------------- trace
+
+def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid: int | None = None,
+          duration: float | None = None, max_events: int | None = None, where: str | None = None,
+          buffer_pages: int = DEFAULT_BUFFER_PAGES):
+    """Record every event of ``probe`` as one DataFrame row.
+
+    ``probe``: ``"tracepoint:syscalls:sys_enter_openat"``,
+    ``"rawtracepoint:sys_enter"``, ``"uprobe:/usr/lib/x86_64-linux-gnu/libc.so.6:malloc"``,
+    ``"uretprobe:...:malloc"``.
+
+    Columns: the probe's arguments by name, typed from the kernel's own
+    description (``filename`` as ``str``, ``ret`` as a signed int64, ``int
+    dfd`` as int32 ...; uprobes give ``arg0``..``arg5`` or ``retval``, the raw
+    ``sys_enter`` gives ``id`` and ``arg0``..``arg5``), plus ``time_ns``
+    (``bpf_ktime_get_ns``), ``time`` (wall clock), ``pid``, ``tid``, ``comm``
+    and ``cpu``. ``fields=["pid", "filename"]`` keeps only those (and makes
+    each event smaller in the kernel too).
+
+    Which events (decided *in the kernel*):
+
+    - ``command="cat /etc/hosts"``: start it held before ``exec``, attach,
+      then let it run: every event of that process from its ``exec`` on;
+    - ``pid=1234``: a running process;
+    - neither: the whole machine (then give ``duration`` or ``max_events``);
+    - ``where="ret < 0"``: a filter over numeric fields, integer literals and
+      ``== != < <= > >= && || !`` (``and``/``or``/``not`` too).
+
+    When it ends: after ``duration`` seconds, after ``max_events`` rows, or
+    (with a command or a pid and no duration) when that process exits; the
+    buffer is then drained completely.
+
+    ``df.attrs``: ``probe``, ``program`` (the generated C), ``duration``,
+    ``events`` (rows delivered), ``lost`` (events dropped because the ring
+    buffer was full: counted exactly in the kernel), ``interrupted``,
+    ``pid``, ``output`` (the command's stdout). When ``lost > 0`` an
+    :class:`EventsLostWarning` says what to do. ``buffer_pages`` sets the
+    ring buffer's size (a power of two, 4 KiB pages).
+
+    A Ctrl-C (Jupyter's stop button) ends the run and returns what was
+    collected, with ``df.attrs["interrupted"] = True``.
+    """
+    from ._bcc import load_bcc, require_root  # noqa: PLC0415
+    from .ringbuf import PAGE_SIZE, RingBufReader  # noqa: PLC0415
+
+    spec = codegen.parse_probe(probe)
+    if command is not None and pid is not None:
+        raise UsageError("give command= or pid=, not both",
+                         next_step="command= starts a new process; pid= follows one already running")
+    if command is None and pid is None and duration is None and max_events is None:
+        raise UsageError(f"tracing {spec.probe} on the whole machine needs an end",
+                         next_step="give duration=5 (seconds) or max_events=1000, or a command= to trace")
+    if duration is not None and duration <= 0:
+        raise UsageError(f"duration={duration!r} must be a positive number of seconds")
+    if max_events is not None and max_events <= 0:
+        raise UsageError(f"max_events={max_events!r} must be a positive number")
+    if pid is not None and not _pid_alive(int(pid)):
+        raise UsageError(f"there is no process {pid}", next_step="check the pid with `ps -p PID`")
+    available, spec = _available_columns(spec)
+    record, out_cols = codegen.select_columns(available, fields, spec.probe)
+    where_cols = codegen.common_columns() + available
+    if where is not None:
+        codegen.parse_where(where, where_cols, spec.probe)  # fail before starting anything
+    argv = resolve_command(command) if command is not None else None
+    require_root("tracing with trace()")
+    bcc = load_bcc()
+
+    with ProbeRun() as run:
+        held = None
+        out_file = None
+        target = int(pid) if pid is not None else None
+        if argv is not None:
+            out_file = tempfile.TemporaryFile(mode="w+b")
+            run.on_close(out_file.close)
+            held = run.hold(argv, stdout=out_file, stderr=out_file)
+            target = held.pid
+        program = codegen.generate(spec, record, pid=target, where=where, available=where_cols,
+                                   buffer_pages=buffer_pages, output_columns=out_cols)
+        b, _fn = load_program(run, bcc, program, probe=spec.probe, prog_type=_load_prog_type(bcc, spec))
+        _attach(b, bcc, spec, program.fn_name)
+        reader = RingBufReader(b.get_table("events").map_fd, buffer_pages * PAGE_SIZE, program.record_dtype)
+        run.on_close(reader.close)
+        offset_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        chunks: list = []
+        count = 0
+        interrupted = False
+        started = time.monotonic()
+        if held is not None:
+            held.release()
+        deadline = started + duration if duration is not None else None
+        try:
+            while True:
+                batch = reader.read()
+                if len(batch):
+                    chunks.append(batch)
+                    count += len(batch)
+                    if max_events is not None and count >= max_events:
+                        break
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                if deadline is None and target is not None:
+                    ended = held.proc.poll() is not None if held is not None else not _pid_alive(target)
+                    if ended:
+                        break
+                if not len(batch):
+                    wait = POLL_INTERVAL if deadline is None else min(POLL_INTERVAL, max(0.0, deadline - now))
+                    time.sleep(wait)
+        except KeyboardInterrupt:
+            interrupted = True
+        elapsed = time.monotonic() - started
+        # stop producing, then drain what the kernel had already written
+        _detach(b, spec)
+        if max_events is None or count < max_events:
+            while True:
+                batch = reader.read()
+                if not len(batch):
+                    break
+                chunks.append(batch)
+                count += len(batch)
+        lost = _read_lost(b)
+        output = ""
+        if out_file is not None:
+            if held.proc.poll() is None:
+                from .session import kill_process_group  # noqa: PLC0415
+                kill_process_group(held.proc, grace=0.5)
+            out_file.seek(0)
+            output = out_file.read().decode("utf-8", "replace")
+        reader.close()
+
+    df = to_frame(chunks, program, offset_ns)
+    if max_events is not None and len(df) > max_events:
+        df = df.iloc[:max_events].reset_index(drop=True)
+    df.attrs.update(probe=spec.probe, program=program.text, duration=elapsed, events=len(df), lost=lost,
+                    interrupted=interrupted, pid=target, command=argv, where=where, output=output,
+                    buffer_pages=buffer_pages)
+    if lost:
+        warnings.warn(
+            f"{lost} events of {spec.probe} were lost ({len(df)} delivered): the ring buffer "
+            f"({buffer_pages} pages) was full because this reader could not keep up with the kernel. "
+            "Use a bigger buffer (buffer_pages=...), a where= filter or fewer fields, or count in the "
+            "kernel instead (ebpf_lab.syscall_counts / ebpf_lab.histogram).",
+            EventsLostWarning, stacklevel=2)
+    return df
+
+
+def _read_lost(b) -> int:
+    """Sum the per-CPU ``lost`` counters of a program made by :mod:`ebpf_lab.codegen`."""
+    table = b.get_table("lost")
+    return int(sum(int(v) for v in table[table.Key(0)]))
+
+
+def _detach(b, spec: codegen.ProbeSpec) -> None:
+    """Detach the probe but keep the maps: the buffer can be drained and ``lost`` read after."""
+    with capture_stderr():
+        if spec.kind == "tracepoint":
+            b.detach_tracepoint(tp=f"{spec.target}:{spec.name}".encode())
+        elif spec.kind == "rawtracepoint":
+            b.detach_raw_tracepoint(tp=spec.name.encode())
+        elif spec.kind == "uprobe":
+            b.detach_uprobe(name=spec.target.encode(), sym=spec.name.encode())
+        else:
+            b.detach_uretprobe(name=spec.target.encode(), sym=spec.name.encode())
