@@ -136,8 +136,11 @@ def _errno_shown(out, truth):
         return fail("no failed open was printed, so there is no errno to check")
     wrong = [(p, ln) for p, ln in mine if not (2 in find_ints(ln.replace(p, "")) or "ENOENT" in ln)]
     if wrong:
+        p, ln = wrong[0]
+        raw = " (it shows -2: that is args->ret itself; the errno is -args->ret)" \
+            if -2 in find_ints(ln.replace(p, "")) else ""
         return fail(f"each open failed with errno 2 (ENOENT, the file does not exist), but the line "
-                    f"{wrong[0][1]!r} does not show 2")
+                    f"{ln!r} does not show 2{raw}")
     return ok()
 
 
