@@ -88,24 +88,30 @@ def kill_process_group(proc: subprocess.Popen, *, grace: float = 2.0) -> None:
 
 
 class HeldProcess:
-    """A command started but held just before ``exec`` until :meth:`release`."""
+    """A command started but held just before ``exec`` until :meth:`release`.
+
+    The process is the lab's tiny ``labhold`` program, which waits for one byte
+    on a pipe and then execs the command with the same pid; so a probe filtered
+    to ``pid`` sees everything from the command's ``execve`` on.
+    """
 
     def __init__(self, argv: list[str], *, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                  env: dict | None = None, cwd: str | None = None) -> None:
+        from .workloads import build_helper  # noqa: PLC0415 - workloads is on the same floor
+
         self.argv = argv
         rfd, wfd = os.pipe()
         self._release_fd = wfd
-
-        def _hold() -> None:  # runs in the child between fork and exec
+        try:
+            self.proc = subprocess.Popen(
+                [str(build_helper("labhold")), str(rfd), *argv], stdin=subprocess.DEVNULL,
+                stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=True, pass_fds=(rfd,),
+            )
+        except BaseException:
             os.close(wfd)
-            os.read(rfd, 1)
+            raise
+        finally:
             os.close(rfd)
-
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, env=env, cwd=cwd,
-            preexec_fn=_hold, start_new_session=True, pass_fds=(rfd,),
-        )
-        os.close(rfd)
         self.pid = self.proc.pid
 
     def release(self) -> None:
@@ -117,7 +123,7 @@ class HeldProcess:
 
     def close(self) -> None:
         if self._release_fd is not None:
-            os.close(self._release_fd)
+            os.close(self._release_fd)  # EOF: labhold exits without running the command
             self._release_fd = None
         kill_process_group(self.proc, grace=0.5)
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 from .errors import SetupError, UsageError
 
-__all__ = ["KINDS", "Workload", "labload_path", "random_name", "workload"]
+__all__ = ["KINDS", "Workload", "build_helper", "labload_path", "random_name", "workload"]
 
-_SOURCE = Path(__file__).with_name("workloads") / "labload.c"
+_SOURCES = Path(__file__).with_name("workloads")
 KINDS = ("open", "open_missing", "getppid", "read", "connect", "fork", "sleep")
 _TEMP_DIRS: list[str] = []
 
@@ -42,24 +42,33 @@ def _cache_dir() -> Path:
     return Path(base) / "ebpf-lab"
 
 
-def labload_path() -> Path:
-    """Absolute path to the compiled ``labload`` binary, building it if needed."""
-    src = _SOURCE.read_bytes()
-    digest = hashlib.sha256(src).hexdigest()[:12]
-    target = _cache_dir() / f"labload-{digest}"
+def build_helper(name: str) -> Path:
+    """Absolute path to one of the lab's C helpers (``labload``, ``labhold``), built on first use.
+
+    Binaries are cached under ``~/.cache/ebpf-lab`` by a hash of their source,
+    so an edited source is rebuilt and concurrent builders never clash.
+    """
+    source = _SOURCES / f"{name}.c"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    target = _cache_dir() / f"{name}-{digest}"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
-        raise SetupError("no C compiler found to build the lab's workload program",
+        raise SetupError(f"no C compiler found to build the lab's helper {name}",
                          cause="gcc is not installed", next_step="run `make setup` (it installs gcc)")
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    proc = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(_SOURCE)], capture_output=True, text=True)
+    proc = subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(source)], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SetupError(f"building labload failed:\n{proc.stderr}", next_step="check that gcc works: `gcc --version`")
+        raise SetupError(f"building {name} failed:\n{proc.stderr}", next_step="check that gcc works: `gcc --version`")
     os.replace(tmp, target)  # atomic: concurrent builders never see half a binary
     return target
+
+
+def labload_path() -> Path:
+    """Absolute path to the compiled ``labload`` workload program."""
+    return build_helper("labload")
 
 
 _ALPHABET = string.ascii_lowercase + string.digits
