@@ -350,3 +350,16 @@ def test_a_wrong_count_fails_with_expected_and_seen(tmp_path):
     n = int(public.message.split("called getppid() ")[1].split(" times")[0])
     assert public.message.endswith(f"but @calls is {2 * n}")
     assert r.score == 0 and r.max_score == 4
+
+
+@pytest.mark.privileged
+def test_a_program_the_kernel_rejects_is_a_failed_check_with_the_reason(tmp_path):
+    spec = exercises()["01.2"]
+    f = tmp_path / spec.filename
+    strings = ", ".join(["str(args->filename)"] * 10)  # 10 strings of 64 bytes: over the 512-byte stack
+    f.write_text('tracepoint:syscalls:sys_enter_openat /pid == cpid/ { printf("' + "%s " * 10 + '\\n", '
+                 + strings + "); }\n")
+    r = grade_exercise(spec, f)
+    assert [c.status for c in r.checks] == ["failed"] * 3
+    assert all(c.message.startswith("VerifierError:") and "512 bytes" in c.message for c in r.checks)
+    assert "hidden check 1" in r.text() and "512 bytes" not in r.text().split("hidden check 1")[1]
