@@ -37,6 +37,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it (loaded on first use)
 _LAZY = {
     "BpftraceResult": "bpftrace",
+    "ConnectBlock": "firewall",
+    "ConnectRule": "firewall",
     "bpftrace": "bpftrace",
     "check": "grader",
     "describe": "catalog",

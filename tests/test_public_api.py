@@ -21,6 +21,8 @@ EXPECTED_ALL = [
     "AttachError",
     "BackendMissingError",
     "BpftraceResult",
+    "ConnectBlock",
+    "ConnectRule",
     "EbpfLabError",
     "NotSupportedError",
     "PrivilegeError",
