@@ -348,3 +348,56 @@ SPEC_02_7 = ExerciseSpec(
 )
 
 SPECS.append(SPEC_02_7)
+
+# ---------------------------------------------------------------- 02.8 (trace() into a DataFrame)
+
+
+def _sizes_setup(rng, tmp):
+    n, size = prime(rng, 11, 97), rng.randint(1100, 60000)
+    w = workload("read", n, name=comm_name(rng), size=size)
+    return Scenario(job={"call_args": [shlex.join(w)]}, truth={"n": n, "size": size})
+
+
+def _sizes_shape(out, truth):
+    df = _frame(out)
+    need = [c for c in ("size", "reads") if c not in df["columns"]]
+    if need:
+        return fail(f"the DataFrame needs columns 'size' and 'reads'; it has {df['columns']}")
+    if not df["records"]:
+        return fail("the DataFrame is empty")
+    reads = [r["reads"] for r in df["records"]]
+    if reads != sorted(reads, reverse=True):
+        return fail("rows should be sorted by reads, most first (value_counts() does that)")
+    sizes = [r["size"] for r in df["records"]]
+    if len(set(sizes)) != len(sizes):
+        return fail("each size should appear in one row only")
+    return ok()
+
+
+def _sizes_exact(out, truth):
+    df = _frame(out)
+    if "size" not in df["columns"] or "reads" not in df["columns"]:
+        return fail("without 'size' and 'reads' columns there is nothing to check")
+    rows = [r for r in df["records"] if r.get("size") == truth["size"]]
+    if not rows:
+        return fail(f"the command made {truth['n']} reads of {truth['size']} bytes, but no row has "
+                    f"size {truth['size']}")
+    if rows[0]["reads"] != truth["n"]:
+        return fail(f"the command made {truth['n']} reads of {truth['size']} bytes, but the row says "
+                    f"{rows[0]['reads']}")
+    return ok()
+
+
+SPEC_02_8 = ExerciseSpec(
+    id="02.8", title="Read sizes as a DataFrame with trace()", chapter=CHAPTER,
+    filename="02.8_read_sizes_frame.py", function="read_sizes",
+    trials=[
+        Trial(_sizes_setup, [Check("columns size and reads, most reads first", 1, _sizes_shape),
+                             Check("the command's read size has its exact count", 2, _sizes_exact)],
+              needs=("tracepoint", "ring buffer")),
+        Trial(_sizes_setup, [Check("same for another size and count", 1, _sizes_exact, hidden=True)],
+              needs=("tracepoint", "ring buffer")),
+    ],
+)
+
+SPECS.append(SPEC_02_8)
