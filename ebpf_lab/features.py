@@ -434,10 +434,9 @@ def _refused(kit: Kit, kind: str, exc: Exception, stderr: str) -> Finding:
     if code == errno.EPERM and kit.control_ok and _have_caps():
         return Finding(
             "missing",
-            f"the kernel refuses to load {kind} programs (EPERM) although this process holds "
-            "CAP_SYS_ADMIN/CAP_BPF and a tracepoint program loads fine: this kernel's policy forbids "
-            f"the program type, it is not a privilege problem (bcc says 'Need super-user privileges', "
-            f"which is misleading; kernel said: {said})",
+            f"loading a {kind} program fails with EPERM although this process holds CAP_SYS_ADMIN and "
+            "CAP_BPF and a tracepoint program loads fine: this kernel refuses the program type. "
+            "It is not a privilege problem (bcc's 'Need super-user privileges' is misleading)",
         )
     if code in (errno.EINVAL, errno.E2BIG, 524, errno.EOPNOTSUPP) and kit.control_ok:
         return Finding("missing", f"the kernel does not know {kind} programs ({os.strerror(code) if code != 524 else 'ENOTSUPP'}: {said})")
@@ -528,7 +527,7 @@ def perf_event(kit: Kit) -> Finding:
     finally:
         b.detach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK)
     if hits:
-        return Finding("ok", f"software cpu-clock perf event (1 ms period) sampled this thread {hits} times")
+        return Finding("ok", f"a software cpu-clock perf event (1 ms period) sampled this thread ({hits} sample(s))")
     return Finding("unknown", "a cpu-clock perf event attached but never fired in 2 s",
                    "rerun with refresh=True")
 
