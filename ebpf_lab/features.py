@@ -409,9 +409,8 @@ def _kprobe_like(kit: Kit, fn: str, ret: bool) -> Finding:
             return Finding(
                 "missing",
                 f"a {kind} program loads, but attaching it to {event.decode()} fails: this kernel has no "
-                f"kprobe interface (no kprobe_events in tracefs, no {KPROBE_PMU}), i.e. CONFIG_KPROBES "
-                "is not set. `bpftool feature probe` still calls the program type available, because it "
-                "only loads",
+                f"kprobe interface (no kprobe_events in tracefs, no {KPROBE_PMU}): CONFIG_KPROBES is not "
+                "set (`bpftool feature probe` still says 'available': it only loads)",
             )
         return Finding("unknown", f"attaching a {kind} failed: {exc}")
     return Finding("ok", f"{kind}:{event.decode()} loaded and attached")
