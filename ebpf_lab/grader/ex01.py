@@ -279,3 +279,53 @@ SPEC_01_6 = ExerciseSpec(
 )
 
 SPECS = [SPEC_01_1, SPEC_01_2, SPEC_01_3, SPEC_01_4, SPEC_01_5, SPEC_01_6]
+
+# ---------------------------------------------------------------- 01.7
+
+
+def _ticks_setup(rng, tmp):
+    k = rng.randint(3, 7)
+    w = workload("sleep", 4000, name=comm_name(rng))  # runs far longer than k ticks of 100 ms
+    return Scenario(job={"command": shlex.join(w), "args": [str(k)]}, truth={"k": k})
+
+
+def _tick_lines(out):
+    import re
+
+    return [int(m.group(1)) for ln in lines(out) if (m := re.match(r"^tick\s+(\d+)$", ln))]
+
+
+def _ticks_exact(out, truth):
+    ticks = _tick_lines(out)
+    want = list(range(1, truth["k"] + 1))
+    if ticks == want:
+        return ok()
+    if not ticks:
+        shown = "; ".join(lines(out)[:3]) or "nothing"
+        return fail(f"expected the lines 'tick 1' ... 'tick {truth['k']}', but your program printed: {shown}")
+    if len(ticks) > truth["k"]:
+        return fail(f"$1 was {truth['k']}, but your program printed {len(ticks)} ticks: call exit() "
+                    f"in the interval probe when the count reaches $1")
+    return fail(f"expected 'tick 1' ... 'tick {truth['k']}' ($1 = {truth['k']}), "
+                f"but the tick numbers were {ticks[:10]}")
+
+
+SPEC_01_7 = ExerciseSpec(
+    id="01.7", title="interval and exit()", chapter=CHAPTER, filename="01.7_ticks.bt",
+    trials=[Trial(_ticks_setup, [
+        Check("prints 'tick 1' ... 'tick $1', then stops itself", 3, _ticks_exact),
+        Check("prints no map at exit", 1, lambda out, truth: _no_maps_left_after(out, _tick_lines(out))),
+    ], needs=("perf event",))],
+)
+
+
+def _no_maps_left_after(out, seen):
+    if not seen:
+        return fail("your program printed no 'tick N' line")
+    left = {k: v for k, v in out.get("maps", {}).items() if v not in ({}, [], None, 0)}
+    if left:
+        return fail(f"bpftrace printed the map {sorted(left)[0]} when it exited: clear() it in END")
+    return ok()
+
+
+SPECS.append(SPEC_01_7)
