@@ -412,9 +412,10 @@ def parse_where(where: str, columns: Sequence[Column], probe: str = "") -> tuple
                     raise UsageError(f"where={where!r}: {word!r} is a string field; filters compare numbers only",
                                      next_step="filter strings in pandas afterwards: df[df[...].str.contains(...)]")
                 close = difflib.get_close_matches(word, list(numeric), n=3, cutoff=0.5)
+                kw = {} if close else {"next_step": f"use one of the numeric fields: {', '.join(numeric)}"}
                 raise UnknownProbeError(f"where={where!r}: {probe or 'this probe'} has no numeric field {word!r}",
                                         probe=probe, suggestions=tuple(close),
-                                        cause=f"the numeric fields are {', '.join(numeric)}")
+                                        cause="a filter may only name the probe's numeric fields", **kw)
             out.append(f"({numeric[word].value})")
             used.append(word)
             prev = "val"
