@@ -246,7 +246,7 @@ def test_generated_program_and_record_layout():
     assert "BPF_RINGBUF_OUTPUT(events, 64);" in text
     assert "lost.lookup" in text and "(*__c)++" in text
     assert "ringbuf_submit(e, 1)" in text          # BPF_RB_NO_WAKEUP
-    assert text.index("!= 4243") < text.index("events.ringbuf_reserve") and text.index("-100") < text.index("events.ringbuf_reserve")
+    assert text.index("!= 4243") < text.index("events.ringbuf_reserve") and text.index("100LL") < text.index("events.ringbuf_reserve")
     dt = prog.record_dtype
     # largest alignment first: no holes, and every field at a multiple of its size
     for name in dt.names:
