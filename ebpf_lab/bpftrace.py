@@ -342,7 +342,9 @@ def run(program: str, *, command: str | Sequence[str] | None = None, pid: int | 
     - ``command``: a command for bpftrace to start (``-c``); tracing ends when
       it exits, and ``cpid`` is its pid. Its program is made an absolute path.
       Its stdout ends up in ``result.output``.
-    - ``pid``: bpftrace's ``-p PID`` (the process for uprobes and USDT).
+    - ``pid``: bpftrace's ``-p PID``: the process for uprobes and USDT; the run
+      ends when that process exits. It does *not* filter tracepoints: add
+      ``/pid == $1/`` with ``args=[pid]`` for that.
     - ``args``: values for ``$1``, ``$2``... (``str($1)`` for strings).
     - ``duration``: seconds to trace after the probes are attached, then
       bpftrace is stopped with SIGINT and prints its maps.

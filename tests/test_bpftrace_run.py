@@ -190,3 +190,13 @@ def test_columns_that_do_not_convert_keep_the_text_rows():
     with pytest.raises(UsageError, match="column 'n' cannot be converted") as info:
         bpftrace('BEGIN { printf("x\\ty\\n"); exit(); }', columns="s,n:int")
     assert list(info.value.result.events["text"]) == ["x\ty"]
+
+
+def test_pid_run_ends_when_that_process_exits():
+    from ebpf_lab.session import ProbeRun
+
+    with ProbeRun() as owner:
+        held = owner.hold(workload("sleep", 1500))
+        held.release()
+        r = bpftrace('END { printf("end\\n"); }', pid=held.pid, timeout=60)
+    assert list(r.events["text"]) == ["end"] and not r.timed_out and r.exit_code == 0 and r.pid == held.pid
