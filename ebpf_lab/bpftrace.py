@@ -28,7 +28,6 @@ import time
 import warnings
 from typing import Callable, Sequence
 
-import pandas as pd
 
 from . import bpftrace_json as bj
 from .errors import (
@@ -66,6 +65,9 @@ class BpftraceResult:
     ``program``, ``command`` (argv or None), ``args``, ``pid``, ``duration``
     (seconds of wall time), ``interrupted``, ``timed_out``, ``exit_code``,
     ``attached_probes``.
+
+    A map that bpftrace printed more than once (``print(@)`` in an
+    ``interval`` probe, then again on exit) holds its last printing.
     """
 
     def __init__(self, *, program: str, collector: bj.OutputCollector, columns=None, stderr: str = "",
