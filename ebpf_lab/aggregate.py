@@ -206,7 +206,7 @@ def syscall_counts(*, command=None, pid: int | None = None, duration: float | No
     argv = _check_target(command, pid, duration)
 
     def collect(b):
-        table = b.get_table("counts")
+        table = b.get_table(b"counts")
         rows = []
         if by is None:
             # one syscall a map lookup: read the whole per-CPU array in one batch when possible
@@ -314,7 +314,7 @@ def syscall_latency(*, command=None, pid: int | None = None, duration: float | N
         ids = [syscall_nr(n) for n in names]  # UnknownProbeError with did-you-mean on a typo
 
     def collect(b):
-        return [(int(k.id), int(k.slot), int(v.value)) for k, v in b.get_table("hist").items()]
+        return [(int(k.id), int(k.slot), int(v.value)) for k, v in b.get_table(b"hist").items()]
 
     rows, text, elapsed, interrupted, target, output = _run_program(
         lambda p: latency_program(p, ids), argv=argv, pid=pid, duration=duration,

@@ -460,7 +460,8 @@ def record_layout(columns: Sequence[Column]) -> tuple[list[Column], list[int], i
         off = (off + c.align - 1) // c.align * c.align
         offsets.append(off)
         off += c.size
-    size = max(8, (off + 7) // 8 * 8)
+    align = max((c.align for c in ordered), default=1)
+    size = max(align, (off + align - 1) // align * align)   # C's sizeof(struct event_t)
     return ordered, offsets, size
 
 

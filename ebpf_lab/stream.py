@@ -147,7 +147,7 @@ def load_program(run: ProbeRun, bcc, program: codegen.Program | str, *, probe: s
     text = program.text if isinstance(program, codegen.Program) else program
     with capture_stderr() as err:
         try:
-            b = bcc.BPF(text=text)
+            b = bcc.BPF(text=text.encode())
         except Exception as exc:  # bcc raises a bare Exception
             failed = exc
         else:
@@ -329,7 +329,7 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
                                    buffer_pages=buffer_pages, output_columns=out_cols)
         b, _fn = load_program(run, bcc, program, probe=spec.probe, prog_type=_load_prog_type(bcc, spec))
         _attach(b, bcc, spec, program.fn_name)
-        reader = RingBufReader(b.get_table("events").map_fd, buffer_pages * PAGE_SIZE, program.record_dtype)
+        reader = RingBufReader(b.get_table(b"events").map_fd, buffer_pages * PAGE_SIZE, program.record_dtype)
         run.on_close(reader.close)
         offset_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         chunks: list = []
@@ -397,7 +397,7 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
 
 def _read_lost(b) -> int:
     """Sum the per-CPU ``lost`` counters of a program made by :mod:`ebpf_lab.codegen`."""
-    table = b.get_table("lost")
+    table = b.get_table(b"lost")
     return int(sum(int(v) for v in table[table.Key(0)]))
 
 
