@@ -181,12 +181,12 @@ int {fn}({ctx}) {{
 
 
 def _set(bpf, table: str, value: int) -> None:
-    t = bpf[table]
+    t = bpf[table.encode()]
     t[t.Key(0)] = t.Leaf(value)
 
 
 def _get(bpf, table: str) -> int:
-    t = bpf[table]
+    t = bpf[table.encode()]
     return int(t[t.Key(0)].value)
 
 
@@ -290,9 +290,9 @@ class Kit:
         run.on_close(self.usdt_contexts.clear)
         self.bpf = cls.__new__(cls)
         run.on_close(self.bpf.cleanup)
-        self.bpf.__init__(text=text, usdt_contexts=contexts)  # may raise: cleanup is registered
+        self.bpf.__init__(text=text.encode(), usdt_contexts=contexts)  # may raise: cleanup is registered
         try:
-            self.bpf.load_func("dl_control", BPF.TRACEPOINT)
+            self.bpf.load_func(b"dl_control", BPF.TRACEPOINT)
             self.control_ok = True
         except Exception:  # noqa: BLE001
             self.control_ok = False
@@ -370,7 +370,7 @@ def tracepoint(kit: Kit) -> Finding:
     """Load a TRACEPOINT program on syscalls:sys_enter_getppid and call getppid() 23 times."""
     b, BPF = kit.bpf, kit.bcc.BPF
     _set(b, "dl_tracepoint_want", _tid())
-    b.load_func("dl_tracepoint", BPF.TRACEPOINT)
+    b.load_func(b"dl_tracepoint", BPF.TRACEPOINT)
     b.attach_tracepoint(tp=b"syscalls:sys_enter_getppid", fn_name=b"dl_tracepoint")
     try:
         _syscall_getppid_n()
@@ -383,7 +383,7 @@ def raw_tracepoint(kit: Kit) -> Finding:
     """Load a RAW_TRACEPOINT program on sys_enter and make syscalls from this thread."""
     b, BPF = kit.bpf, kit.bcc.BPF
     _set(b, "dl_raw_tp_want", _tid())
-    b.load_func("dl_raw_tp", BPF.RAW_TRACEPOINT)
+    b.load_func(b"dl_raw_tp", BPF.RAW_TRACEPOINT)
     b.attach_raw_tracepoint(tp=b"sys_enter", fn_name=b"dl_raw_tp")
     try:
         _syscall_getppid_n()
@@ -395,7 +395,7 @@ def raw_tracepoint(kit: Kit) -> Finding:
 def _kprobe_like(kit: Kit, fn: str, ret: bool) -> Finding:
     b, BPF = kit.bpf, kit.bcc.BPF
     kind = "kretprobe" if ret else "kprobe"
-    b.load_func(fn, BPF.KPROBE)  # this loads even without kprobes: only attaching tells
+    b.load_func(fn.encode(), BPF.KPROBE)  # this loads even without kprobes: only attaching tells
     event = b.get_syscall_fnname(b"getppid")
     try:
         if ret:
@@ -484,7 +484,7 @@ def _uprobe_like(kit: Kit, ret: bool) -> Finding:
     b, BPF = kit.bpf, kit.bcc.BPF
     fn = "dl_uretprobe" if ret else "dl_uprobe"
     _set(b, f"{fn}_want", _tid())
-    b.load_func(fn, BPF.KPROBE)
+    b.load_func(fn.encode(), BPF.KPROBE)
     attach = b.attach_uretprobe if ret else b.attach_uprobe
     detach = b.detach_uretprobe if ret else b.detach_uprobe
     attach(name=b"c", sym=b"getppid", fn_name=fn.encode(), pid=os.getpid())
@@ -510,7 +510,7 @@ def perf_event(kit: Kit) -> Finding:
     """Attach a program to a software cpu-clock perf event on this thread and busy-loop until it fires."""
     b, BPF = kit.bpf, kit.bcc.BPF
     PerfType, PerfSWConfig = kit.bcc.PerfType, kit.bcc.PerfSWConfig
-    b.load_func("dl_perf", BPF.PERF_EVENT)
+    b.load_func(b"dl_perf", BPF.PERF_EVENT)
     b.attach_perf_event(ev_type=PerfType.SOFTWARE, ev_config=PerfSWConfig.CPU_CLOCK,
                         fn_name=b"dl_perf", sample_period=1_000_000, pid=_tid())
     try:
@@ -545,8 +545,8 @@ def ring_buffer(kit: Kit) -> Finding:
         got.append((rec.tid, rec.magic))
 
     _set(b, "dl_rb_want", _tid())
-    b["dl_rb_events"].open_ring_buffer(on_event)
-    b.load_func("dl_ringbuf", BPF.TRACEPOINT)
+    b[b"dl_rb_events"].open_ring_buffer(on_event)
+    b.load_func(b"dl_ringbuf", BPF.TRACEPOINT)
     b.attach_tracepoint(tp=b"syscalls:sys_enter_getppid", fn_name=b"dl_ringbuf")
     try:
         _syscall_getppid_n()
@@ -625,7 +625,7 @@ def cgroup_socket_hooks(kit: Kit) -> Finding:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     run.on_close(lambda: os.close(fd))
     attach_type = BPFAttachType.CGROUP_INET4_CONNECT
-    fn = b.load_func("dl_connect4", BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
+    fn = b.load_func(b"dl_connect4", BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
     BPF.attach_func(fn, fd, attach_type)
     detached = []
 
@@ -665,14 +665,14 @@ def bpf_send_signal(kit: Kit) -> Finding:
             "sys.exit(0 if got else 3)\n")
     child = _gated_child(run, code)
     _set(b, "dl_sig_want", child.pid)  # scoped to this one child
-    b.load_func("dl_send_signal", BPF.TRACEPOINT)
+    b.load_func(b"dl_send_signal", BPF.TRACEPOINT)
     b.attach_tracepoint(tp=b"syscalls:sys_enter_getppid", fn_name=b"dl_send_signal")
     try:
         rc = _go(child)
     finally:
         _set(b, "dl_sig_want", 0)
         b.detach_tracepoint(b"syscalls:sys_enter_getppid")
-    t = b["dl_sig_ret"]
+    t = b[b"dl_sig_ret"]
     calls, last = int(t[t.Key(0)].value), int(t[t.Key(1)].value)
     if rc == 0 or rc == -int(SIGNAL_SENT):
         return Finding("ok", f"a tracepoint program sent SIGUSR1 to our own child {child.pid} "
@@ -761,7 +761,7 @@ def override(kit: Kit) -> Finding:
     facts = error_injection_facts()
     with capture_stderr() as err:
         try:
-            b.load_func("dl_override", BPF.KPROBE)
+            b.load_func(b"dl_override", BPF.KPROBE)
             load_error = None
         except Exception as exc:  # noqa: BLE001
             load_error = exc
