@@ -50,6 +50,9 @@ DEFAULT_TIMEOUT = 60.0    # seconds, when neither timeout nor duration is given
 _GRACE = 5.0              # seconds bpftrace gets after SIGINT to print its maps
 _HARMLESS = re.compile(r"couldn't set RLIMIT_MEMLOCK")
 _KPROBE_ALT = "tracepoints (tracepoint:syscalls:*) or uprobes"
+_KPROBE_IN_PROGRAM = re.compile(r"(^|[\s,{}])k(ret)?probe:")
+# bpftrace 0.17 skips kprobes it cannot attach and, with none left, runs on doing nothing
+_KPROBE_SKIPPED = re.compile(r"could not attach probe k(ret)?probe:")
 
 
 # --------------------------------------------------------------------------- result
@@ -234,7 +237,13 @@ def diagnose(stderr: str, *, stdout: Sequence[str] = (), program: str = "", exit
             "a probe loaded but could not be attached: " + "; ".join(ln for ln in lines if "rror" in ln or "failed" in ln),
             cause="this kernel or machine lacks the event (hardware counters inside a VM, for example)",
             next_step="check what works here with `ebpf-lab doctor`; use a tracepoint or a software event", **common)
-    if any("No probes to attach" in ln for ln in stdout) or "No probes to attach" in text:
+    no_probes = any("No probes to attach" in ln for ln in stdout) or "No probes to attach" in text
+    if no_probes and "available_filter_functions" in text and _KPROBE_IN_PROGRAM.search(program):
+        return NotSupportedError(
+            "no kprobe matched: bpftrace cannot list the kernel's functions here (available_filter_functions)",
+            feature="kprobes", alternative=_KPROBE_ALT,
+            cause="the kernel is built without CONFIG_KPROBES, and its function list is not readable")
+    if no_probes:
         return UnknownProbeError(
             "no probe matched: the program's probes name nothing that exists", probe="",
             cause="a wildcard that matches nothing, or a uprobe symbol that the binary does not have",
@@ -401,8 +410,12 @@ def run(program: str, *, command: str | Sequence[str] | None = None, pid: int | 
     with ProbeRun() as run:
         proc = run.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         readers = [_reader(proc.stdout, collector.feed), _reader(proc.stderr, err_lines.append)]
+        def kprobes_skipped() -> bool:
+            return any(_KPROBE_SKIPPED.search(ln) for ln in list(err_lines))
+
         try:
-            interrupted, timed_out = _wait(proc, collector, started, duration, timeout)
+            interrupted, timed_out, aborted = _wait(proc, collector, started, duration, timeout,
+                                                    abort=kprobes_skipped)
         except BaseException:
             _signal_group(proc, signal.SIGKILL)
             raise
@@ -429,7 +442,7 @@ def run(program: str, *, command: str | Sequence[str] | None = None, pid: int | 
                            next_step="pass duration=SECONDS, end the program with exit(), or raise timeout=; "
                            "what was collected is on the exception's .result",
                            stderr=stderr, program=program, result=result)
-    if not interrupted:
+    if not interrupted and (exit_code != 0 or aborted):   # bpftrace exits 0 whatever the command did
         verifier_log = None
         if "Error loading program" in stderr:
             verifier_log = _verifier_log(argv, env, timeout=max(10.0, timeout - elapsed))
@@ -454,8 +467,9 @@ def run(program: str, *, command: str | Sequence[str] | None = None, pid: int | 
 
 
 def _wait(proc: subprocess.Popen, collector: bj.OutputCollector, started: float,
-          duration: float | None, timeout: float) -> tuple[bool, bool]:
-    """Wait for bpftrace to end; returns (interrupted, timed_out)."""
+          duration: float | None, timeout: float, abort: Callable[[], bool] = lambda: False,
+          ) -> tuple[bool, bool, bool]:
+    """Wait for bpftrace to end; returns (interrupted, timed_out, aborted)."""
     stop_at = None
     sent_stop = False
     try:
@@ -463,7 +477,10 @@ def _wait(proc: subprocess.Popen, collector: bj.OutputCollector, started: float,
             now = time.monotonic()
             if now - started > timeout:
                 _stop(proc)
-                return False, True
+                return False, True, False
+            if abort():
+                _stop(proc)
+                return False, False, True
             if duration is not None and not sent_stop:
                 if stop_at is None and collector.attached_probes is not None:
                     stop_at = now + duration
@@ -478,8 +495,8 @@ def _wait(proc: subprocess.Popen, collector: bj.OutputCollector, started: float,
                 pass
     except KeyboardInterrupt:
         _stop(proc)
-        return True, False
-    return False, False
+        return True, False, False
+    return False, False, False
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -363,3 +363,18 @@ def test_bad_arguments_are_usage_errors(kwargs, needle):
         backend.bpftrace("BEGIN { exit(); }", **kwargs)
     with pytest.raises(UsageError, match="empty"):
         backend.bpftrace("  ")
+
+
+def test_kprobe_wildcard_without_a_function_list_is_not_supported():
+    out = [ln for ln in (FX / "kprobe_wildcard.jsonl").read_text().splitlines() if bj.parse_line(ln) is None]
+    err = diagnose(stderr_of("kprobe_wildcard"), stdout=out, exit_code=1, program=program_of("kprobe_wildcard"))
+    assert isinstance(err, NotSupportedError) and err.feature == "kprobes"
+    # the same "No probes to attach" for a uprobe stays an unknown probe
+    assert isinstance(diagnose(stderr_of("kprobe_wildcard"), stdout=out, exit_code=1,
+                               program="uprobe:/bin/true:nosuch* {}"), UnknownProbeError)
+
+
+def test_kprobes_that_bpftrace_skipped_are_not_supported():
+    # bpftrace 0.17 skips them and runs on with nothing attached; the backend stops it
+    err = diagnose(stderr_of("kprobe_skip"), exit_code=0, program="kretprobe:vfs_read, kprobe:nosuchfn_xyz {}")
+    assert isinstance(err, NotSupportedError) and err.feature == "kprobes"
