@@ -279,7 +279,8 @@ def _mechanism_findings(refresh: bool = False, bcc_row: Finding | None = None) -
             _mechanisms.clear()
         elif not _mechanisms:
             _mechanisms.update(_load_disk())
-        todo = [n for n in MECHANISMS if n not in _mechanisms or _mechanisms[n].status == "unknown"]
+        # an inconclusive answer stays for this process (a new process, or refresh, retries it)
+        todo = [n for n in MECHANISMS if n not in _mechanisms]
         if todo:
             bcc_row = bcc_row or check_bcc()
             if bcc_row.status != "ok":
