@@ -287,11 +287,13 @@ def run_benchmark(n: int = DEFAULT_N, repeat: int = 3, *, rows: list[str] | None
                 say(f"[{rep + 1}/{repeat}] {spec.name:<20} FAILED: {r.error}")
                 continue
             r.repeats.append(m)
+            paired_ns = paired[spec.name]
+            m.extra = dict(m.extra, untraced_ns=paired_ns[-1])
             say(f"[{rep + 1}/{repeat}] {spec.name:<20} n={r.n:>9,}  {m.ns_per_syscall:>10,.1f} ns/syscall  "
                 f"events={m.events} lost={m.lost}  ({m.wall_s:.1f} s)")
 
     for spec in specs:
-        _summarise(results[spec.name], spec, paired[spec.name] if spec.name != "untraced" else untraced_at[n])
+        _summarise(results[spec.name], spec, untraced_at[n])
     machine["loadavg_end"] = _loadavg()
     return BenchReport(n=n, repeat=repeat, budget_s=budget_s, machine=machine,
                        rows=[results[s.name] for s in specs], started=machine["date"],
@@ -305,17 +307,25 @@ def _short_error(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _summarise(r: RowResult, spec: RowSpec, baselines: list[float]) -> None:
+def _summarise(r: RowResult, spec: RowSpec, untraced_full_n: list[float]) -> None:
+    """Medians over the repetitions; ratio and added ns are medians of each traced run
+    against the untraced run made just before it (so a slow minute of the machine
+    shifts both sides of a pair alike)."""
     ms: list[Measurement] = r.repeats
+    if spec.name == "untraced":
+        if untraced_full_n:  # every untraced run at the full N, paired ones included
+            r.ns_per_syscall = r.baseline_ns = statistics.median(untraced_full_n)
+            r.ratio, r.added_ns = 1.0, 0.0
+            r.extra = {"runs": len(untraced_full_n), "min_ns": min(untraced_full_n),
+                       "max_ns": max(untraced_full_n)}
+        return
     if not ms:
         return
     r.ns_per_syscall = statistics.median(m.ns_per_syscall for m in ms)
-    r.baseline_ns = statistics.median(baselines) if baselines else None
-    if spec.name != "untraced" and r.baseline_ns:
-        r.ratio = r.ns_per_syscall / r.baseline_ns
-        r.added_ns = r.ns_per_syscall - r.baseline_ns
-    elif spec.name == "untraced":
-        r.ratio, r.added_ns = 1.0, 0.0
+    bases = [m.extra["untraced_ns"] for m in ms]
+    r.baseline_ns = statistics.median(bases)
+    r.ratio = statistics.median(m.ns_per_syscall / b for m, b in zip(ms, bases))
+    r.added_ns = statistics.median(m.ns_per_syscall - b for m, b in zip(ms, bases))
     if spec.kind != "none":
         r.events = int(statistics.median(m.events for m in ms))
         r.lost = int(statistics.median(m.lost for m in ms))
@@ -377,17 +387,28 @@ def _trace_bound(rep: BenchReport) -> str:
         return "trace() was not measured in this run" + (f" ({tr.error})." if tr.error else ".")
     loop_rate = 1e9 / tr.ns_per_syscall
     ceiling = 1e9 / un.ns_per_syscall
+    if tr.added_ns is None or tr.added_ns <= 0:
+        return (f"this run was too noisy to say: trace()'s loop ran {tr.ns_per_syscall:,.0f} ns per syscall, "
+                f"no slower than its untraced pair ({tr.baseline_ns:,.0f} ns). Rerun on a quiet machine, "
+                f"with more repetitions (--repeat 5).")
+    split = ""
+    sc = next((r for r in rep.rows if r.name == "syscall_counts" and r.added_ns is not None), None)
+    if sc is not None:
+        split = (f" For scale: syscall_counts, which also runs a BPF program on a tracepoint for every "
+                 f"syscall but sends nothing to user space, adds {sc.added_ns:,.0f} ns; so of trace()'s "
+                 f"{tr.added_ns:,.0f} ns, roughly {max(tr.added_ns - sc.added_ns, 0):,.0f} ns are the price of "
+                 f"taking each event out of the kernel (ring-buffer reserve and submit, the reader's copies, "
+                 f"and the reader competing with the loop for the {rep.machine.get('cores')} cores).")
     if tr.lost == 0:
         return (f"trace() lost no event, so it delivered every event as fast as the traced loop made "
                 f"them: {tr.events_per_s:,.0f} events/s = 1e9 / {tr.ns_per_syscall:,.0f} ns per traced syscall. "
                 f"The producer bounds the figure: one thread making syscalls, {un.ns_per_syscall:,.0f} ns each "
-                f"untraced (at most {ceiling:,.0f}/s), plus {tr.added_ns:,.0f} ns per event spent in the kernel "
-                f"(tracepoint, BPF program, ring-buffer reserve/submit, and the consumer's wake-ups and reads "
-                f"competing for the {rep.machine.get('cores')} cores). The consumer kept up, so a faster "
-                f"producer (more threads) would be needed to find the consumer's own limit.")
+                f"untraced (at most {ceiling:,.0f}/s), plus {tr.added_ns:,.0f} ns added per traced syscall."
+                f"{split} The reader kept up, so only a faster producer (several threads) would show the "
+                f"reader's own limit.")
     return (f"trace() lost {tr.lost:,} of {tr.n:,} events: the consumer (Python reading the ring buffer in "
             f"batches) fell behind a loop making {loop_rate:,.0f} syscalls/s, so the consumer bounds the "
-            f"delivered figure ({tr.events_per_s:,.0f} events/s); a larger buffer_pages only delays the loss.")
+            f"delivered figure ({tr.events_per_s:,.0f} events/s); a larger buffer_pages only delays the loss.{split}")
 
 
 def _fmt(value, spec: str = ",.0f", none: str = "-") -> str:
@@ -399,8 +420,8 @@ def _fmt(value, spec: str = ",.0f", none: str = "-") -> str:
 # what we know about a row whose delivered + lost misses N
 _INEXACT_WHY = {
     "perf_trace": "perf trace -s printed no LOST record; its summary sometimes misses a few syscalls "
-                  "(seen: 19,994 to 19,999 of 20,000 getppid), while plain `perf trace` (no -s) printed "
-                  "all 20,000 in six runs of ours, so the summary, not the kernel, drops them",
+                  "(we saw 19,994 to 19,999 of 20,000 getppid calls), while plain `perf trace` without -s "
+                  "printed all 20,000 in six runs of ours: the summary, not the kernel, drops them",
 }
 
 
@@ -439,6 +460,12 @@ def _render(rep: BenchReport) -> str:
     if any(r.scaled for r in rep.rows):
         notes.insert(0, f"* a slow row: N scaled down so one repetition takes about {rep.budget_s:g} s "
                         "(ns per syscall is per syscall, and each row is compared with untraced runs of its own N).")
+    un = next((r for r in rep.rows if r.name == "untraced" and r.extra.get("runs")), None)
+    if un is not None:
+        lo, hi = un.extra["min_ns"], un.extra["max_ns"]
+        noisy = " (a wide spread: other work shared the cores; trust the ratios less)" if hi > 1.25 * lo else ""
+        notes.append(f"noise: the {un.extra['runs']} untraced runs at N = {rep.n:,} took {lo:,.1f} to "
+                     f"{hi:,.1f} ns per syscall{noisy}.")
     lines += [""] + [f"- {n}" for n in notes] if notes else []
     lines += [
         "",
@@ -451,7 +478,7 @@ def _render(rep: BenchReport) -> str:
     lines += [
         "",
         "Columns: ns/syscall is the loop's own figure (median); x untraced and added ns compare with "
-        "untraced runs of the same N made just before each traced run; delivered/lost are events that "
+        "the untraced run of the same N made just before each traced run (medians of those pairs); delivered/lost are events that "
         "reached the tracer's user space (for count rows: the in-kernel count of getppid); tracer peak "
         "RSS is VmHWM of the tracer's process; events/s = delivered / duration of the traced loop.",
         "",
