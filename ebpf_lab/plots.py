@@ -132,14 +132,35 @@ def _elapsed_ns(events: pd.DataFrame, what: str) -> np.ndarray:
     return np.rint(ns - ns.min()).astype("int64")
 
 
+def _time_unit(elapsed_ns: np.ndarray) -> tuple[float, str]:
+    """(seconds per axis unit, unit name) that suit the span: s, ms or µs."""
+    span = float(elapsed_ns.max()) / 1e9 if len(elapsed_ns) else 0.0
+    if span >= 2:
+        return 1.0, "s"
+    if span >= 2e-3:
+        return 1e-3, "ms"
+    return 1e-6, "µs"
+
+
+MAX_BINS = 20_000
+
+
 def _bin_index(elapsed_ns: np.ndarray, width: float) -> tuple[np.ndarray, int]:
     """(bin of every event, number of bins) for bins ``width`` seconds wide."""
     width_ns = max(1, int(round(width * 1e9)))
     idx = elapsed_ns // width_ns
-    return idx, int(idx.max()) + 1 if len(idx) else 1
+    nbins = int(idx.max()) + 1 if len(idx) else 1
+    if nbins > MAX_BINS:
+        span = float(elapsed_ns.max()) / 1e9
+        raise UsageError(
+            f"bin={_bin_text(width)} cuts {span:.3g} s of events into {nbins:,} bins",
+            cause=f"that is more than {MAX_BINS:,} columns: too many to draw or to see",
+            next_step=f'use a wider bin, for example bin="{_bin_text(span / 200).replace(" ", "").replace("µ", "u")}"',
+        )
+    return idx, nbins
 
 
-def _syscall_names(events: pd.DataFrame, column: str | None) -> pd.Series:
+def _syscall_names(events: pd.DataFrame, column: str | None, names=None) -> pd.Series:
     """The syscall of every event as a name (numbers are looked up on this kernel)."""
     if column is None:
         for candidate in ("syscall", "name", "id", "nr", "syscall_nr"):
@@ -161,21 +182,20 @@ def _syscall_names(events: pd.DataFrame, column: str | None) -> pd.Series:
     if not pd.api.types.is_numeric_dtype(col):
         return col.astype(str)
     numbers = col.astype("int64")
-    try:  # floor 2: reads the running kernel's syscall table; plots stay usable without it
-        from .syscalls import syscall_name
-    except ImportError:
-        syscall_name = None
-
-    names: dict[int, str] = {}
+    if names is None:
+        try:  # floor 2: reads the running kernel's syscall table; plots stay usable without it
+            from .syscalls import syscall_name as names
+        except ImportError:
+            names = {}
+    lookup = names.get if isinstance(names, dict) else names
+    labels: dict[int, str] = {}
     for nr in numbers.unique():
-        label = None
-        if syscall_name is not None:
-            try:
-                label = syscall_name(int(nr))
-            except Exception:  # noqa: BLE001 - an unknown number keeps its number as label
-                label = None
-        names[int(nr)] = str(label) if label else f"#{int(nr)}"
-    return numbers.map(names)
+        try:
+            label = lookup(int(nr))
+        except Exception:  # noqa: BLE001 - an unknown number keeps its number as label
+            label = None
+        labels[int(nr)] = str(label) if label else f"#{int(nr)}"
+    return numbers.map(labels)
 
 
 # --------------------------------------------------------------------------- bucket labels
@@ -248,8 +268,9 @@ def syscall_rate(events: pd.DataFrame, by: str = "comm", bin: Any = "100ms", *,
     width = _bin_seconds(bin)
     fig, ax = _new_axes(ax)
     elapsed = _elapsed_ns(events, "syscall_rate")
+    scale, unit = _time_unit(elapsed)
     _style(ax, title or f"Syscall rate by {by} ({_bin_text(width)} bins)",
-           "time since first event (s)", "events per second (events/s)")
+           f"time since first event ({unit})", "events per second (events/s)")
     if events.empty:
         ax.text(0.5, 0.5, "no events", ha="center", va="center", transform=ax.transAxes)
         return fig
@@ -260,15 +281,18 @@ def syscall_rate(events: pd.DataFrame, by: str = "comm", bin: Any = "100ms", *,
     if len(order) > top:
         keep.append("other")
     idx, nbins = _bin_index(elapsed, width)
-    edges = np.arange(nbins) * width
+    edges = np.arange(nbins) * width / scale
     for group in keep:
         counts = np.bincount(idx[(groups == group).to_numpy()], minlength=nbins)
         rate = counts / width
         # the last point repeats the last bin so that its step is drawn to the end
-        ax.step(np.append(edges, nbins * width), np.append(rate, rate[-1]), where="post",
+        ax.step(np.append(edges, nbins * width / scale), np.append(rate, rate[-1]), where="post",
                 label=f"{group} ({int(counts.sum())})", linewidth=1.6)
-    ax.set_xlim(0, max(nbins * width, width))
+    ax.set_xlim(0, max(nbins, 1) * width / scale)
     ax.set_ylim(bottom=0)
+    from matplotlib.ticker import EngFormatter
+
+    ax.yaxis.set_major_formatter(EngFormatter(sep=""))  # 1.5M, not an offset "1e6"
     ax.grid(alpha=0.3)
     ax.legend(title=f"{by} (events)", fontsize=9, title_fontsize=9, loc="best")
     fig.tight_layout()
@@ -404,14 +428,15 @@ def _hist_panels(hist: pd.DataFrame, key: str, names: list, unit: str, title: st
 
 
 def syscall_heatmap(events: pd.DataFrame, bin: Any = "100ms", top: int = 15, *,
-                    column: str | None = None, ax=None, title: str | None = None):
+                    column: str | None = None, names=None, ax=None, title: str | None = None):
     """Which syscalls ran when: one row per syscall, one column per time bin.
 
     ``events`` is a DataFrame from :func:`ebpf_lab.trace`, usually of
     ``tracepoint:raw_syscalls:sys_enter`` with ``fields=["id"]``. The syscall
     comes from ``column`` (by default the first of ``syscall``, ``name``,
     ``id``, ``nr``); numbers are turned into names with the running kernel's
-    syscall table. The ``top`` busiest syscalls get a row, busiest on top; a
+    syscall table, or with ``names`` (a dict or a function number -> name);
+    a number without a name is shown as ``#number``. The ``top`` busiest syscalls get a row, busiest on top; a
     cell's colour is the number of calls in that bin.
 
     Returns the matplotlib Figure.
@@ -419,23 +444,24 @@ def syscall_heatmap(events: pd.DataFrame, bin: Any = "100ms", top: int = 15, *,
     _require(events, (), "syscall_heatmap", "ebpf_lab.trace()")
     width = _bin_seconds(bin)
     elapsed = _elapsed_ns(events, "syscall_heatmap")
-    names = _syscall_names(events, column)
-    order = list(names.value_counts().index[:max(int(top), 1)])
+    scale, unit = _time_unit(elapsed)
+    labels = _syscall_names(events, column, names)
+    order = list(labels.value_counts().index[:max(int(top), 1)])
     fig, ax = _new_axes(ax, figsize=(10.0, max(3.0, 0.35 * len(order) + 1.8)))
     _style(ax, title or f"Syscalls over time ({_bin_text(width)} bins)",
-           "time since first event (s)", "syscall")
+           f"time since first event ({unit})", "syscall")
     if events.empty:
         ax.text(0.5, 0.5, "no events", ha="center", va="center", transform=ax.transAxes)
         return fig
     idx, nbins = _bin_index(elapsed, width)
     grid = np.zeros((len(order), nbins), dtype="int64")
     row_of = {name: i for i, name in enumerate(order)}
-    rows = names.map(row_of)
+    rows = labels.map(row_of)
     mask = rows.notna().to_numpy()
     np.add.at(grid, (rows[mask].astype("int64").to_numpy(), idx[mask]), 1)
     shown = np.ma.masked_equal(grid, 0)
     image = ax.imshow(shown, aspect="auto", interpolation="nearest", cmap="viridis",
-                      vmin=0, vmax=max(int(grid.max()), 1), extent=(0, nbins * width, len(order) - 0.5, -0.5))
+                      vmin=0, vmax=max(int(grid.max()), 1), extent=(0, nbins * width / scale, len(order) - 0.5, -0.5))
     ax.set_yticks(np.arange(len(order)), order)
     bar = fig.colorbar(image, ax=ax, pad=0.01)
     bar.set_label(f"calls per {_bin_text(width)} bin (count)", fontsize=_LABEL_SIZE - 1)

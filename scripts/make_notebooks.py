@@ -237,6 +237,10 @@ def nb00():
         counts[counts["syscall"].isin(["openat", "close"])]
         """),
         md(r"""
+        The workload opened and closed its 23 files; the dynamic loader's own opens
+        (`ld.so.cache`, `libc.so.6`) and closes come on top, before `main()` runs.
+        """),
+        md(r"""
         ## Checking exercises
 
         Lessons 01 onwards end with exercises (`exercises/01_bpftrace_basics/`...). You edit a
@@ -567,7 +571,7 @@ def nb02():
 
         import ebpf_lab
         from ebpf_lab import lessons, plots
-        from ebpf_lab.syscalls import syscall_nr
+        from ebpf_lab.syscalls import syscall_name, syscall_nr
         from ebpf_lab.workloads import workload
 
         %load_ext ebpf_lab
@@ -679,13 +683,16 @@ def nb02():
         ## Events as a DataFrame: `ebpf_lab.trace()`
 
         `ebpf_lab.trace(probe, fields, command=...)` attaches to a tracepoint, runs the command
-        and returns one row per event, with the time, `pid`, `tid`, `comm`, `cpu` and the
-        fields you asked for. It is filtered to the command's process, so the rows are
-        exactly what the command did. A workload that opens 23 files:
+        and returns one row per event. Without `fields` you get every column: `time_ns`,
+        `time`, `pid`, `tid`, `comm`, `cpu` and all the tracepoint's arguments, typed from its
+        format (`filename` is a `str`); `fields=[...]` keeps only the columns you name, and
+        makes each event smaller in the kernel too. The filter on the command's pid runs in
+        the kernel, so the rows are exactly what the command did. A workload that opens 23
+        files:
         """),
         code(r"""
         w = workload("open", 23, name="open23")
-        opens = ebpf_lab.trace("tracepoint:syscalls:sys_enter_openat", ["filename", "flags"], command=w)
+        opens = ebpf_lab.trace("tracepoint:syscalls:sys_enter_openat", command=w)
         opens.tail()
         """),
         code(r"""
@@ -709,24 +716,35 @@ def nb02():
         md(r"""
         ## Syscalls over time
 
-        `raw_syscalls:sys_enter` with the field `id` gives every syscall with a timestamp.
-        `plots.syscall_heatmap` shows which syscalls ran when, `plots.syscall_rate` how fast.
-        Both from data captured right here, for a workload that reads 64 times and then
-        opens 23 files... in two processes run one after the other:
+        `raw_syscalls:sys_enter` gives every syscall with a timestamp. One workload, traced
+        from its `exec` to its exit: 64 reads of 64 bytes. `syscall_name` turns the numbers
+        into names with the running kernel's table:
         """),
         code(r"""
-        reads = ebpf_lab.trace("tracepoint:raw_syscalls:sys_enter", ["id"],
-                               command=workload("read", 64, name="reader64"))
-        files = ebpf_lab.trace("tracepoint:raw_syscalls:sys_enter", ["id"],
-                               command=workload("open", 23, name="opener23"))
-        events = pd.concat([reads, files], ignore_index=True)
-        events.groupby("comm").size().rename("syscalls")
+        r = workload("read", 64, name="reader64", size=64)
+        events = ebpf_lab.trace("tracepoint:raw_syscalls:sys_enter", ["time_ns", "comm", "id"], command=r)
+        events["syscall"] = events["id"].map(syscall_name)
+        events["syscall"].value_counts().head(8)
+        """),
+        md(r"""
+        A heat map shows the phases of the process's short life. Each row is a syscall, each
+        column 100 µs, the colour the number of calls. First comes `execve`: the lab releases
+        the held process, and the kernel takes a while (from a fraction of a millisecond to a
+        few) to load the new program: no syscalls in that gap. Then the dynamic loader's start-up (`mmap`, `openat`,
+        `close`...), the loop of `read`s, and `exit_group`:
         """),
         code(r"""
-        plots.syscall_heatmap(events, bin="1ms", top=12)
+        plots.syscall_heatmap(events, bin="100us", top=12)
+        """),
+        md(r"""
+        `execve` is the only event whose `comm` is still the lab's holder: a process takes the
+        new program's name during `exec`. Keep the events after it, and look at the rates:
+        how many calls per second each syscall ran at, in 20 µs bins (a bin with a single call
+        already reads 50,000 calls per second):
         """),
         code(r"""
-        plots.syscall_rate(events, by="comm", bin="1ms")
+        after_exec = events[events["comm"] == r.comm]
+        plots.syscall_rate(after_exec, by="syscall", bin="20us", top=5)
         """),
         md(r"""
         ## Summary

@@ -205,7 +205,7 @@ def test_syscall_rate_one_line_per_comm_with_rates_per_second():
     fig = plots.syscall_rate(_events(rows), bin="100ms")
     ax = fig.axes[0]
     assert ax.get_title() == "Syscall rate by comm (100 ms bins)"
-    assert ax.get_xlabel() == "time since first event (s)"
+    assert ax.get_xlabel() == "time since first event (ms)"
     assert _has_unit(ax.get_ylabel())
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert set(lines) == {"cat (50)", "labload (10)"}
@@ -213,6 +213,7 @@ def test_syscall_rate_one_line_per_comm_with_rates_per_second():
     # 10 events per 100 ms bin = 100 events/s, for the first five bins
     assert list(cat[:5]) == [100.0] * 5 and list(cat[5:]) == [0.0] * (len(cat) - 5)
     assert len(cat) == 10 + 1  # ten 100 ms bins, and the end point of the last step
+    assert list(lines["cat (50)"].get_xdata()[:3]) == [0, 100, 200]  # in ms
     assert lines["labload (10)"].get_ydata()[:-1].sum() * 0.1 == pytest.approx(10)
 
 
@@ -226,6 +227,14 @@ def test_syscall_rate_accepts_time_column_and_other_groups():
     assert "1 s bins" in ax.get_title()
 
 
+@pytest.mark.parametrize("last_ms, unit", [(3000, "s"), (1999, "ms"), (2, "ms"), (1, "µs")])
+def test_time_axis_unit_follows_the_span(last_ms, unit):
+    ev = _events([(0, "a", 1, "read"), (last_ms, "a", 1, "read")])
+    width = f"{max(last_ms, 1) * 10}us"  # about a hundred bins
+    for fig in (plots.syscall_rate(ev, bin=width), plots.syscall_heatmap(ev, bin=width)):
+        assert fig.axes[0].get_xlabel() == f"time since first event ({unit})"
+
+
 def test_syscall_rate_rejects_a_bad_bin_and_a_wrong_frame():
     with pytest.raises(UsageError, match="not a time span"):
         plots.syscall_rate(_events([(0, "a", 1, "read")]), bin="soon")
@@ -233,6 +242,15 @@ def test_syscall_rate_rejects_a_bad_bin_and_a_wrong_frame():
         plots.syscall_rate(pd.DataFrame({"comm": ["a"]}))
     with pytest.raises(UsageError, match="needs a pandas DataFrame"):
         plots.syscall_rate([1, 2, 3])
+
+
+def test_too_many_bins_is_refused_with_a_wider_bin_to_try():
+    ev = _events([(0, "a", 1, "read"), (5000, "a", 1, "read")])
+    with pytest.raises(UsageError, match='5 s of events into 5,000,001 bins') as err:
+        plots.syscall_heatmap(ev, bin="1us")
+    assert 'bin="25ms"' in str(err.value)
+    # the suggestion works
+    assert plots.syscall_rate(ev, bin="25ms").axes[0].get_lines()
 
 
 def test_syscall_rate_of_no_events_is_an_empty_labelled_figure():
@@ -249,7 +267,8 @@ def test_syscall_heatmap_rows_are_the_top_syscalls_and_cells_count_calls():
     fig = plots.syscall_heatmap(_events(rows), bin="100ms", top=3)
     ax = fig.axes[0]
     assert ax.get_title() == "Syscalls over time (100 ms bins)"
-    assert ax.get_xlabel() == "time since first event (s)"
+    assert ax.get_xlabel() == "time since first event (ms)"
+    assert ax.images[0].get_extent()[:2] == [0, 400]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["read", "openat", "close"]
     grid = ax.images[0].get_array().filled(0)
     assert grid.shape == (3, 4)
@@ -262,9 +281,11 @@ def test_syscall_heatmap_rows_are_the_top_syscalls_and_cells_count_calls():
 
 def test_syscall_heatmap_names_numbers_or_keeps_them():
     df = _events([(0, "a", 1, "x"), (10, "a", 1, "x")]).drop(columns="syscall")
-    df["id"] = [987654, 987654]  # no such syscall on any kernel: shown as a number
-    ax = plots.syscall_heatmap(df).axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["#987654"]
+    df["id"] = [0, 987654]
+    ax = plots.syscall_heatmap(df, names={0: "read"}).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["read", "#987654"]
+    ax = plots.syscall_heatmap(df, names=lambda nr: "write" if nr == 1 else None).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["#0", "#987654"]
     with pytest.raises(UsageError, match="no syscall column"):
         plots.syscall_heatmap(df.drop(columns="id"))
 
