@@ -298,15 +298,12 @@ def test_describe_matches_bpftrace_lv_on_random_tracepoints():
 
 
 @pytest.mark.privileged
-def test_suggest_on_the_real_kernel_is_fast_after_the_first_call():
-    import time
-
-    catalog.suggest("tracepoint:syscalls:sys_enter_opnat")
-    started = time.perf_counter()
-    got = catalog.suggest("tracepoint:syscalls:sys_enter_opnat")
-    assert got[0] == "tracepoint:syscalls:sys_enter_openat"
+def test_suggest_on_the_real_kernel():
+    assert catalog.suggest("tracepoint:syscalls:sys_enter_opnat")[0] == "tracepoint:syscalls:sys_enter_openat"
     assert catalog.suggest("tracepoint:sys_enter_openat") == ["tracepoint:syscalls:sys_enter_openat"]
-    assert time.perf_counter() - started < 5  # generous: a cached listing, not a rescan
+    assert catalog.suggest("t:sched:sched_proces_exec")[0] == "tracepoint:sched:sched_process_exec"
+    assert catalog.suggest("uprobe:libc:mallc")[0] == f"uprobe:{elfsyms.resolve_library('libc')}:malloc"
+    assert catalog.suggest("rawtracepoint:sys_entr")[0] == "rawtracepoint:sys_enter"
 
 
 @pytest.mark.privileged
