@@ -785,6 +785,9 @@ def override(kit: Kit) -> Finding:
     return Finding("ok", f"bpf_override_return loaded and attached to should_failslab (never used); {facts}")
 
 
+# mechanisms whose snippets need the newest bcc features: compiled apart when the shared compile fails
+EXOTIC = ("fentry/fexit", "LSM", "USDT")
+
 # name -> function taking the shared Kit
 PROBES: dict[str, Callable[[Kit], Finding]] = {
     "tracepoint": tracepoint,
@@ -802,6 +805,15 @@ PROBES: dict[str, Callable[[Kit], Finding]] = {
     "bpf_send_signal": bpf_send_signal,
     "override": override,
 }
+
+
+def _compiles(bcc, run: ProbeRun) -> bool:
+    """Does bcc compile and load a trivial program at all (headers, clang, privileges)?"""
+    with capture_stderr():
+        try:
+            return Kit(bcc, run, []).control_ok
+        except Exception:  # noqa: BLE001
+            return False
 
 
 def _guarded(name: str, fn: Callable[[], Finding]) -> Finding:
@@ -831,40 +843,57 @@ def probe(names: list[str] | tuple[str, ...] | None = None) -> dict[str, Finding
     from ._bcc import load_bcc  # noqa: PLC0415
 
     wanted = list(MECHANISMS if names is None else names)
+    unknown_names = [n for n in wanted if n not in PROBES]
+    if unknown_names:
+        raise ValueError(f"not a mechanism: {unknown_names}; valid names: {', '.join(MECHANISMS)}")
     bcc = load_bcc()
     results: dict[str, Finding] = {}
     with ProbeRun() as run:
-        in_kit = [n for n in wanted if n in PROBES]
         kits: dict[str, Kit] = {}
-        if in_kit:
-            with capture_stderr() as err:
-                try:
-                    shared = Kit(bcc, run, in_kit)
-                except Exception as exc:  # noqa: BLE001
-                    shared, shared_error = None, exc
-            if shared is not None:
-                kits = {n: shared for n in in_kit}
-            elif len(in_kit) > 1:
-                # one snippet broke the shared compile: isolate each mechanism
-                for n in in_kit:
-                    with capture_stderr():
+        failures: dict[str, tuple[Exception, str]] = {}
+        with capture_stderr() as err:
+            try:
+                shared = Kit(bcc, run, wanted)
+            except Exception as exc:  # noqa: BLE001
+                shared, shared_error = None, exc
+        if shared is not None:
+            kits = {n: shared for n in wanted}
+        else:
+            failures = {n: (shared_error, "".join(err)) for n in wanted}
+            if len(wanted) > 1 and _compiles(bcc, run):
+                # bcc works, so a snippet broke the shared compile: first set apart the ones
+                # that depend most on the bcc version (BTF macros, USDT), then, if still
+                # needed, isolate each mechanism
+                plain = [n for n in wanted if n not in EXOTIC]
+                groups = [plain] + [[n] for n in wanted if n in EXOTIC]
+                while groups:
+                    group = groups.pop(0)
+                    if not group:
+                        continue
+                    with capture_stderr() as err_n:
                         try:
-                            kits[n] = Kit(bcc, run, [n])
-                        except Exception:  # noqa: BLE001
-                            pass
-            for n in in_kit:
-                if n not in kits:
-                    said = _relevant("".join(err), 4)
-                    results[n] = Finding(
-                        "unknown",
-                        f"bcc could not compile the probe program: {shared_error} ({said})",
-                        "check the `kernel headers` and `bcc` rows of ebpf_lab.doctor()",
-                    )
+                            kit = Kit(bcc, run, group)
+                        except Exception as exc:  # noqa: BLE001
+                            kit = None
+                            for n in group:
+                                failures[n] = (exc, "".join(err_n))
+                    if kit is not None:
+                        for n in group:
+                            kits[n] = kit
+                            failures.pop(n, None)
+                    elif len(group) > 1:
+                        groups.extend([n] for n in group)
+        for n, (exc, stderr) in failures.items():
+            said = _relevant(stderr, 4)
+            results[n] = Finding(
+                "unknown",
+                f"bcc could not compile the probe program: {exc}" + (f" ({said})" if said else ""),
+                "check the `kernel headers` and `bcc` rows of ebpf_lab.doctor(); the detail is bcc's error",
+            )
         for n in wanted:
-            if n in results:
-                continue
-            kit = kits[n]
-            results[n] = _guarded(n, lambda: PROBES[n](kit))
+            if n not in results:
+                kit = kits[n]
+                results[n] = _guarded(n, lambda: PROBES[n](kit))
     for n, f in results.items():
         if f.status == "missing" and not f.next_step:
             results[n] = Finding(f.status, f.detail, ALTERNATIVES[n])
