@@ -23,6 +23,7 @@ exercise 03.5 and its checks.
 
 from __future__ import annotations
 
+import ctypes
 import re
 import shutil
 import subprocess
@@ -108,6 +109,21 @@ def probe_offset(binary: str, function: str, offset: int = 0) -> int:
     return base + offset
 
 
+# the command's pid and every process it forks (a shell script's workloads, say)
+_FOLLOW = """
+BPF_HASH(pids, u32, u8, 4096);
+TRACEPOINT_PROBE(sched, sched_process_fork) {
+    u32 parent = args->parent_pid;
+    if (pids.lookup(&parent)) {
+        u32 child = args->child_pid;
+        u8 one = 1;
+        pids.update(&child, &one);
+    }
+    return 0;
+}
+"""
+
+
 def _parse_target(target: str) -> tuple[str, str, str]:
     parts = target.split(":")
     if parts[0] == "uprobe" and len(parts) == 3:
@@ -124,8 +140,9 @@ def function_hits(target: str, offsets: Sequence[int], *, command, timeout: floa
     ``target``: ``"uprobe:libc:syscall"`` or ``"kprobe:do_sys_openat2"``;
     ``offsets``: byte offsets from the function's start (instruction starts;
     see :func:`instructions`). The command is held before ``exec`` until every
-    probe is attached, and the probes count only its pid, so the numbers are
-    exact. Returns a DataFrame with ``offset``, ``instruction`` (for uprobes)
+    probe is attached, and the probes count only its process and the processes
+    it starts (followed through ``sched:sched_process_fork``), so the numbers
+    are exact. Returns a DataFrame with ``offset``, ``instruction`` (for uprobes)
     and ``hits``; ``df.attrs["output"]`` is the command's stdout.
 
     bcc does the offsets (``attach_uprobe(sym_off=...)`` /
@@ -160,17 +177,19 @@ def function_hits(target: str, offsets: Sequence[int], *, command, timeout: floa
         held = run.hold(command, stdout=sp.PIPE, stderr=sp.DEVNULL)
         fns = "\n".join(
             f"int hit_{i}(struct pt_regs *ctx) {{\n"
-            f"    if ((bpf_get_current_pid_tgid() >> 32) != {held.pid}) return 0;\n"
+            f"    u32 pid = bpf_get_current_pid_tgid() >> 32;\n"
+            f"    if (!pids.lookup(&pid)) return 0;\n"
             f"    int k = {i}; u64 *v = hits.lookup(&k); if (v) __sync_fetch_and_add(v, 1);\n"
             f"    return 0;\n}}" for i in range(len(offsets)))
-        text = f"BPF_ARRAY(hits, u64, {len(offsets)});\n{fns}\n"
+        text = _FOLLOW + f"BPF_ARRAY(hits, u64, {len(offsets)});\n{fns}\n"
         b = compile_quietly(bcc, text)
         run.on_close(b.cleanup)
+        b["pids"][ctypes.c_uint(held.pid)] = ctypes.c_ubyte(1)
         for i, off in enumerate(offsets):
             try:
                 with _CapturedStderr():  # bcc prints its own attach errors on fd 2
                     if kind == "uprobe":
-                        b.attach_uprobe(name=binary, sym=function, sym_off=off, fn_name=f"hit_{i}", pid=held.pid)
+                        b.attach_uprobe(name=binary, sym=function, sym_off=off, fn_name=f"hit_{i}", pid=-1)
                     else:
                         b.attach_kprobe(event=function, event_off=off, fn_name=f"hit_{i}")
             except Exception as exc:  # bcc raises bare Exception
