@@ -401,3 +401,74 @@ SPEC_02_8 = ExerciseSpec(
 )
 
 SPECS.append(SPEC_02_8)
+
+# ---------------------------------------------------------------- 02.9 (syscall_counts())
+
+
+def _failing_setup_open(rng, tmp):
+    n = prime(rng, 11, 97)
+    w = workload("open_missing", n, name=comm_name(rng), dir=tmpdir(tmp, "none"), prefix=comm_name(rng))
+    return Scenario(job={"call_args": [shlex.join(w)]}, truth={"syscall": "openat", "n": n, "all_fail": False})
+
+
+def _failing_setup_connect(rng, tmp):
+    n = prime(rng, 11, 37)
+    w = workload("connect", n, name=comm_name(rng), port=rng.randint(20000, 60000))
+    return Scenario(job={"call_args": [shlex.join(w)]}, truth={"syscall": "connect", "n": n, "all_fail": True})
+
+
+_FAILING_COLS = ("syscall", "count", "errors", "error_pct")
+
+
+def _failing_shape(out, truth):
+    df = _frame(out)
+    need = [c for c in _FAILING_COLS if c not in df["columns"]]
+    if need:
+        return fail(f"the DataFrame needs the columns {', '.join(_FAILING_COLS)}; it lacks {', '.join(need)}")
+    recs = df["records"]
+    if not recs:
+        return fail("the DataFrame is empty, but the command's syscalls did fail")
+    if any(not r["errors"] for r in recs):
+        return fail("keep only the syscalls that failed at least once (errors > 0)")
+    errs = [r["errors"] for r in recs]
+    if errs != sorted(errs, reverse=True):
+        return fail("rows should be sorted by errors, most first")
+    for r in recs:
+        pct = 100.0 * r["errors"] / r["count"] if r["count"] else None
+        if pct is None or r["error_pct"] is None or abs(r["error_pct"] - pct) > 0.051:
+            return fail(f"error_pct should be 100 * errors / count; for {r['syscall']!r} that is "
+                        f"{pct if pct is None else round(pct, 1)}, the row says {r['error_pct']}")
+    return ok()
+
+
+def _failing_row(out, truth):
+    df = _frame(out)
+    if any(c not in df["columns"] for c in _FAILING_COLS):
+        return fail("without the columns " + ", ".join(_FAILING_COLS) + " there is nothing to check")
+    rows = [r for r in df["records"] if r["syscall"] == truth["syscall"]]
+    if not rows:
+        return fail(f"the command made {truth['n']} {truth['syscall']}() calls that failed, but there is "
+                    f"no row for {truth['syscall']!r}")
+    if rows[0]["errors"] != truth["n"]:
+        return fail(f"{truth['n']} {truth['syscall']}() calls failed, but the row says {rows[0]['errors']}")
+    if truth["all_fail"] and rows[0]["error_pct"] != 100:
+        return fail(f"every {truth['syscall']}() call failed, so error_pct is 100, "
+                    f"but the row says {rows[0]['error_pct']}")
+    return ok()
+
+
+SPEC_02_9 = ExerciseSpec(
+    id="02.9", title="Which syscalls fail? syscall_counts()", chapter=CHAPTER,
+    filename="02.9_failing_syscalls.py", function="failing_syscalls",
+    trials=[
+        Trial(_failing_setup_open, [
+            Check("failing rows only, with error_pct, most errors first", 1,
+                  _failing_shape),
+            Check("the failed opens are all counted", 2, _failing_row),
+        ]),
+        Trial(_failing_setup_connect, [Check("same for a syscall that always fails", 1, _failing_row,
+                                             hidden=True)]),
+    ],
+)
+
+SPECS.append(SPEC_02_9)

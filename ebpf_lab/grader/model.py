@@ -157,7 +157,8 @@ class ExerciseResult:
             v = c.public_view()
             mark = {"passed": "PASS", "partial": "PART", "failed": "FAIL", "skipped": "SKIP"}[v["status"]]
             pts = "" if v["status"] == "skipped" else f" [{_num(v['score'])}/{_num(v['points'])}]"
-            lines.append(f"  {mark} {v['name']}{pts}")
+            lines.extend(textwrap.wrap(f"  {mark} {v['name']}{pts}", 80, subsequent_indent="       ",
+                                       break_long_words=False))
             for ln in v["message"].splitlines():
                 # bpftrace's source excerpts keep their layout (the ~~~ marks a column)
                 if ln.startswith((" ", "\t")) or set(ln.strip()) <= {"~", "^"}:

@@ -1,0 +1,22 @@
+# 02.9  Which syscalls fail? syscall_counts()
+# Task: write failing_syscalls(command) -> pandas.DataFrame: count the syscalls
+#   of the process started by `command` with ebpf_lab.syscall_counts() (counted
+#   in the kernel; columns syscall, count, errors) and return only the syscalls
+#   that failed at least once, with a new column error_pct = 100 * errors / count
+#   rounded to 1 decimal, most errors first.
+# Graded: the command makes a random number of calls that fail (opens of missing
+#   files; in a hidden check, connects to a closed port); their row must count
+#   every failure.
+# needs: tracepoint
+# Function: failing_syscalls(command: str) -> pandas.DataFrame
+
+import pandas as pd
+
+import ebpf_lab
+
+
+def failing_syscalls(command: str) -> pd.DataFrame:
+    """The syscalls of `command` that failed at least once, with their error rate."""
+    # TODO: 1. counts = ebpf_lab.syscall_counts(command=command)
+    #       2. keep the rows with errors > 0, add error_pct, sort by errors
+    raise NotImplementedError("02.9 is not written yet: see the TODO in failing_syscalls")
