@@ -500,7 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     Exit status: 0 when every row was measured (targets may still MISS), 1 when a row
     failed or the run could not start, 2 for bad arguments.
     """
-    parser = argparse.ArgumentParser(prog="ebpf-lab bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="ebpf-lab bench",
+        description="What watching a syscall costs: a loop of N getppid() calls under each tracer, one table "
+        "from one run (needs root). See docs/BENCHMARK.md.")
     parser.add_argument("--n", "-n", type=int, default=None, help=f"getppid() calls per run (default {DEFAULT_N:,})")
     parser.add_argument("--repeat", "-r", type=int, default=None, help="repetitions per row; medians are shown (default 3)")
     parser.add_argument("--quick", action="store_true", help=f"N={QUICK_N:,} and 1 repetition (a smoke test)")
