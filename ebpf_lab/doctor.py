@@ -51,6 +51,7 @@ __all__ = [
     "doctor",
     "mechanism_status",
     "render_text",
+    "report",
     "supports",
 ]
 
@@ -319,7 +320,7 @@ def supports(name: str) -> bool:
 
 # --------------------------------------------------------------------------- the table
 
-def doctor(refresh: bool = False) -> "pd.DataFrame":
+def report(refresh: bool = False) -> "pd.DataFrame":
     """Check this machine for eBPF: one row per fact and per mechanism.
 
     Returns a DataFrame with columns ``check``, ``status`` (``ok``, ``missing``
@@ -331,7 +332,7 @@ def doctor(refresh: bool = False) -> "pd.DataFrame":
 
     ``df.attrs["elapsed_s"]`` is how long this call took.
 
-    >>> df = doctor()                                   # doctest: +SKIP
+    >>> df = ebpf_lab.doctor()                          # doctest: +SKIP
     >>> df.set_index("check").loc["kprobe", "status"]   # doctest: +SKIP
     'missing'
     """
@@ -385,15 +386,25 @@ def render_text(df: "pd.DataFrame", width: int = 80) -> str:
     return "\n".join(lines)
 
 
-# `ebpf_lab.doctor` is both this module and the function above: importing the submodule
-# (as tests/conftest.py does) rebinds the package attribute to the module. Make either
-# one work for a learner: the module is callable, and the function carries the helpers.
 class _CallableModule(type(sys)):
+    """This module, callable: ``ebpf_lab.doctor(refresh=False)`` is :func:`report`.
+
+    The package exports ``ebpf_lab.doctor`` from a submodule of the same name, and
+    Python rebinds the package attribute to the *module* whenever the submodule is
+    imported first (``from ebpf_lab.doctor import mechanism_status``, as
+    tests/conftest.py does). So the name is the module itself, made callable: it
+    means the same whatever was imported first, and ``ebpf_lab.doctor.render_text``,
+    ``.mechanism_status`` and ``.supports`` are always there.
+    """
+
     def __call__(self, refresh: bool = False) -> "pd.DataFrame":
-        return doctor(refresh=refresh)
+        return report(refresh=refresh)
 
 
-sys.modules[__name__].__class__ = _CallableModule
-doctor.render_text = render_text  # type: ignore[attr-defined]
-doctor.mechanism_status = mechanism_status  # type: ignore[attr-defined]
-doctor.supports = supports  # type: ignore[attr-defined]
+import inspect as _inspect  # noqa: E402
+
+_self = sys.modules[__name__]
+_self.__class__ = _CallableModule
+_self.__signature__ = _inspect.signature(report)
+__doc__ = (__doc__ or "") + "\n``doctor(refresh=False)`` is :func:`report`:\n\n" + _inspect.cleandoc(report.__doc__ or "")
+doctor = _self
