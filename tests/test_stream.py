@@ -6,6 +6,7 @@ the rows filtered to that workload's pid. Leak checks run after each test.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,13 +77,31 @@ def test_filtering_excludes_a_concurrent_process():
     assert still_running, "the concurrent workload ended too early to prove anything"
 
 
+def _lab_probe_ids() -> set[int]:
+    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout
+    return {p["id"] for p in json.loads(out or "[]") if p.get("name") == "lab_probe"}
+
+
 def test_running_pid_until_it_exits():
     proc = subprocess.Popen(list(workload("getppid", N, wait_stdin=True)), stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL)
+    before = _lab_probe_ids()
+
+    def release_once_attached():   # the workload starts only when trace() has loaded its program
+        for _ in range(600):
+            if _lab_probe_ids() - before:
+                threading.Event().wait(0.5)
+                break
+            threading.Event().wait(0.05)
+        proc.stdin.write(b"x")
+        proc.stdin.close()
+
+    releaser = threading.Thread(target=release_once_attached, daemon=True)
+    releaser.start()
     try:
-        threading.Timer(1.5, lambda: (proc.stdin.write(b"x"), proc.stdin.close())).start()
         df = trace("tracepoint:syscalls:sys_exit_getppid", ["pid", "ret"], pid=proc.pid)
     finally:
+        releaser.join()
         proc.kill()
         proc.wait()
     assert len(df) == N and (df["ret"] == os.getpid()).all() and set(df["pid"]) == {proc.pid}
