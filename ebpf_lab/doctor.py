@@ -227,11 +227,25 @@ FACTS = {
 
 # --------------------------------------------------------------------------- disk cache
 
+def _probes_digest() -> str:
+    """A digest of the probing code: changing how a mechanism is probed invalidates the cache."""
+    import hashlib  # noqa: PLC0415
+
+    from . import features  # noqa: PLC0415
+
+    try:
+        with open(features.__file__, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()[:16]
+    except OSError:
+        return "unknown"
+
+
 def _cache_key() -> dict:
     from . import __version__  # noqa: PLC0415
 
-    return {"format": CACHE_FORMAT, "lab": __version__, "release": os.uname().release,
-            "boot_id": (_read(BOOT_ID) or "").strip(), "python": sys.version.split()[0]}
+    return {"format": CACHE_FORMAT, "lab": __version__, "probes": _probes_digest(),
+            "release": os.uname().release, "boot_id": (_read(BOOT_ID) or "").strip(),
+            "python": sys.version.split()[0]}
 
 
 def cache_path() -> str:
