@@ -86,7 +86,7 @@ def _interrupt_when_attached(stop: threading.Event) -> None:
     deadline = time.monotonic() + 30
     while not stop.is_set() and time.monotonic() < deadline:
         if progs_named(PROG_NAME):
-            time.sleep(0.7)          # BEGIN runs right after every probe is attached
+            time.sleep(1.5)          # BEGIN runs right after every probe is attached
             os.kill(os.getpid(), signal.SIGINT)
             return
         time.sleep(0.1)
