@@ -494,6 +494,20 @@ def nb01():
         END { printf("%d ticks, then exit()\n", @ticks); clear(@start); }
         """),
         md(r"""
+        A program without `exit()` and without a command runs until you stop it (the stop
+        button, Ctrl-C: bpftrace then prints its maps, and you keep the result). `-d SECONDS`
+        stops it for you. One second of every syscall on the whole machine, counted per
+        process name: the busiest processes right now (your numbers will differ, and change
+        from run to run):
+        """),
+        code(r"""
+        %%bpftrace -d 1 -o machine
+        tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }
+        """),
+        code(r"""
+        machine.maps["@"].head(5)
+        """),
+        md(r"""
         ## Running a command: `-c` and `cpid`
 
         With `-c CMD` bpftrace starts the command itself, holds it until the probes are
