@@ -303,8 +303,8 @@ def _verifier_log(argv: list[str], env: dict, timeout: float) -> str:
     """Run the same program once more with ``-v`` to capture the verifier's log."""
     from .session import ProbeRun
 
-    with ProbeRun() as run:
-        proc = run.popen([argv[0], "-v", *argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    with ProbeRun() as probe_run:
+        proc = probe_run.popen([argv[0], "-v", *argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
             _, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -342,8 +342,8 @@ def _build_argv(bpftrace_path: str, program: str, *, command, pid, args, unsafe)
 
 
 def run(program: str, *, command: str | Sequence[str] | None = None, pid: int | None = None,
-             args: Sequence = (), duration: float | None = None, timeout: float | None = None,
-             strlen: int | None = None, unsafe: bool = False, columns=None) -> BpftraceResult:
+        args: Sequence = (), duration: float | None = None, timeout: float | None = None,
+        strlen: int | None = None, unsafe: bool = False, columns=None) -> BpftraceResult:
     """Run a bpftrace program and return its output as DataFrames.
 
     Parameters:
@@ -407,9 +407,10 @@ def run(program: str, *, command: str | Sequence[str] | None = None, pid: int | 
     err_lines: list[str] = []
     interrupted = timed_out = False
     started = time.monotonic()
-    with ProbeRun() as run:
-        proc = run.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    with ProbeRun() as probe_run:
+        proc = probe_run.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         readers = [_reader(proc.stdout, collector.feed), _reader(proc.stderr, err_lines.append)]
+
         def kprobes_skipped() -> bool:
             return any(_KPROBE_SKIPPED.search(ln) for ln in list(err_lines))
 
