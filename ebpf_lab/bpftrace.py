@@ -60,7 +60,8 @@ _KPROBE_SKIPPED = re.compile(r"could not attach probe k(ret)?probe:")
 class BpftraceResult:
     """What one bpftrace run produced.
 
-    Attributes: ``events`` (DataFrame of printed lines), ``maps`` and
+    Attributes: ``events`` (DataFrame of printed lines), ``lines`` (the same
+    lines as a list of str), ``maps`` and
     ``hists`` (dicts map name -> DataFrame, e.g. ``maps["@counts"]``), ``lost``
     (events bpftrace reported lost), ``stderr`` (bpftrace's whole stderr,
     harmless warnings included), ``warnings`` (stderr lines that matter),

@@ -99,6 +99,8 @@ def parse_line(line: str) -> dict | None:
 
 # --------------------------------------------------------------------------- program
 
+# string literals and comments: a header's example output ("@[comm]: 23") is not code
+_CODE_NOISE = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.S)
 _MAP_USE = re.compile(r"(@[A-Za-z_0-9]*)\s*(\[)?")
 _AGG_CALL = re.compile(r"\s*=\s*(count|sum|avg|min|max|stats|hist|lhist)\s*\(")
 
@@ -137,6 +139,7 @@ def program_maps(program: str) -> dict[str, dict]:
     >>> program_maps('tracepoint:x:y { @[pid, comm] = count(); @h = hist(arg0); }')
     {'@': {'arity': 2, 'func': 'count'}, '@h': {'arity': 0, 'func': 'hist'}}
     """
+    program = _CODE_NOISE.sub(lambda m: " " if m.group(0)[0] == "/" else '""', program)
     found: dict[str, dict] = {}
     for m in _MAP_USE.finditer(program):
         name = m.group(1)

@@ -378,3 +378,13 @@ def test_kprobes_that_bpftrace_skipped_are_not_supported():
     # bpftrace 0.17 skips them and runs on with nothing attached; the backend stops it
     err = diagnose(stderr_of("kprobe_skip"), exit_code=0, program="kretprobe:vfs_read, kprobe:nosuchfn_xyz {}")
     assert isinstance(err, NotSupportedError) and err.feature == "kprobes"
+
+
+def test_program_maps_ignores_comments_and_strings():
+    prog = '''/* example output:
+     * @[comm]: 23
+     * [4, 8)   23 |@@@@@@@@|
+     */
+    // @old[1, 2] = sum(3)
+    t:a:b { printf("@x[1,2] = count() http://x\\n"); @[comm, pid] = count(); }'''
+    assert bj.program_maps(prog) == {"@": {"arity": 2, "func": "count"}}
