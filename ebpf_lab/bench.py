@@ -119,6 +119,7 @@ class BenchReport:
     rows: list[RowResult]
     started: str
     seconds: float = 0.0
+    interrupted: bool = False
 
     def row(self, name: str) -> RowResult:
         for r in self.rows:
@@ -268,36 +269,41 @@ def run_benchmark(n: int = DEFAULT_N, repeat: int = 3, *, rows: list[str] | None
         r.scaled = r.n != n
     untraced_at: dict[int, list[float]] = {}
     paired: dict[str, list[float]] = {s.name: [] for s in specs}
-    for rep in range(repeat):
-        base = measure("untraced", n, timeout=timeout)
-        untraced_at.setdefault(n, []).append(base.ns_per_syscall)
-        results["untraced"].repeats.append(base)
-        say(f"[{rep + 1}/{repeat}] untraced            n={n:>9,}  {base.ns_per_syscall:>10,.1f} ns/syscall")
-        for spec in specs:
-            if spec.name == "untraced" or results[spec.name].error:
-                continue
-            r = results[spec.name]
-            pair = measure("untraced", r.n, timeout=timeout)
-            untraced_at.setdefault(r.n, []).append(pair.ns_per_syscall)
-            paired[spec.name].append(pair.ns_per_syscall)
-            try:
-                m = measure(spec.name, r.n, timeout=timeout)
-            except (EbpfLabError, ImportError, AttributeError, OSError) as exc:
-                r.error = _short_error(exc)
-                say(f"[{rep + 1}/{repeat}] {spec.name:<20} FAILED: {r.error}")
-                continue
-            r.repeats.append(m)
-            paired_ns = paired[spec.name]
-            m.extra = dict(m.extra, untraced_ns=paired_ns[-1])
-            say(f"[{rep + 1}/{repeat}] {spec.name:<20} n={r.n:>9,}  {m.ns_per_syscall:>10,.1f} ns/syscall  "
-                f"events={m.events} lost={m.lost}  ({m.wall_s:.1f} s)")
+    interrupted = False
+    try:
+        for rep in range(repeat):
+            base = measure("untraced", n, timeout=timeout)
+            untraced_at.setdefault(n, []).append(base.ns_per_syscall)
+            results["untraced"].repeats.append(base)
+            say(f"[{rep + 1}/{repeat}] untraced            n={n:>9,}  {base.ns_per_syscall:>10,.1f} ns/syscall")
+            for spec in specs:
+                if spec.name == "untraced" or results[spec.name].error:
+                    continue
+                r = results[spec.name]
+                pair = measure("untraced", r.n, timeout=timeout)
+                untraced_at.setdefault(r.n, []).append(pair.ns_per_syscall)
+                paired[spec.name].append(pair.ns_per_syscall)
+                try:
+                    m = measure(spec.name, r.n, timeout=timeout)
+                except (EbpfLabError, ImportError, AttributeError, OSError) as exc:
+                    r.error = _short_error(exc)
+                    say(f"[{rep + 1}/{repeat}] {spec.name:<20} FAILED: {r.error}")
+                    continue
+                r.repeats.append(m)
+                paired_ns = paired[spec.name]
+                m.extra = dict(m.extra, untraced_ns=paired_ns[-1])
+                say(f"[{rep + 1}/{repeat}] {spec.name:<20} n={r.n:>9,}  {m.ns_per_syscall:>10,.1f} ns/syscall  "
+                    f"events={m.events} lost={m.lost}  ({m.wall_s:.1f} s)")
+    except KeyboardInterrupt:  # Ctrl-C: keep what was measured (ProbeRun already ended the tools)
+        interrupted = True
+        say("interrupted: the table shows the repetitions measured so far")
 
     for spec in specs:
-        _summarise(results[spec.name], spec, untraced_at[n])
+        _summarise(results[spec.name], spec, untraced_at.get(n, []))
     machine["loadavg_end"] = _loadavg()
     return BenchReport(n=n, repeat=repeat, budget_s=budget_s, machine=machine,
                        rows=[results[s.name] for s in specs], started=machine["date"],
-                       seconds=time.monotonic() - started)
+                       seconds=time.monotonic() - started, interrupted=interrupted)
 
 
 def _short_error(exc: BaseException) -> str:
@@ -419,9 +425,9 @@ def _fmt(value, spec: str = ",.0f", none: str = "-") -> str:
 
 # what we know about a row whose delivered + lost misses N
 _INEXACT_WHY = {
-    "perf_trace": "perf trace -s printed no LOST record; its summary sometimes misses a few syscalls "
-                  "(we saw 19,994 to 19,999 of 20,000 getppid calls), while plain `perf trace` without -s "
-                  "printed all 20,000 in six runs of ours: the summary, not the kernel, drops them",
+    "perf_trace": "perf trace -s printed no LOST record, yet its summary missed syscalls: in our runs a few "
+                  "of 20,000 on a quiet machine (19,994 to 19,999), and 33,505 of 50,000 on a heavily loaded "
+                  "one; plain `perf trace` without -s printed all 20,000 in six runs of ours",
 }
 
 
@@ -435,6 +441,8 @@ def _render(rep: BenchReport) -> str:
         f"Python {m.get('python')}",
         f"- date: {m.get('date')}; load average at start {m.get('loadavg_start')}, at end "
         f"{m.get('loadavg_end', '?')}; the whole run took {rep.seconds:.0f} s",
+        *(["- INTERRUPTED (Ctrl-C): only the repetitions measured before it are in the table"]
+          if rep.interrupted else []),
         "",
         "| row | N | ns/syscall | x untraced | added ns | delivered | lost | tracer peak RSS | events/s |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -498,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     """``ebpf-lab bench`` / ``python -m ebpf_lab.bench``: run the benchmark and print the table.
 
     Exit status: 0 when every row was measured (targets may still MISS), 1 when a row
-    failed or the run could not start, 2 for bad arguments.
+    failed or the run could not start, 2 for bad arguments, 130 after Ctrl-C (the
+    table of what was measured is still printed).
     """
     parser = argparse.ArgumentParser(
         prog="ebpf-lab bench",
@@ -531,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(report.to_json())
+    if report.interrupted:
+        return 130
     return 1 if any(r.error for r in report.rows) else 0
 
 
