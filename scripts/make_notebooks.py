@@ -87,9 +87,9 @@ def nb00():
         Where the post quotes a number that came from *its* kernel, the notebook measures
         the same thing on *yours* and shows both.
 
-        Every probe the lab starts is filtered to a process the lab started itself, so the
-        numbers you see are exact, and everything (programs, child processes) is cleaned up
-        when the cell ends, even if you interrupt it.
+        Most probes in the lessons are filtered to a process the lab started itself, so the
+        numbers you see are exact; and everything a cell starts (BPF programs, child
+        processes) is cleaned up when the cell ends, even if you interrupt it.
         """),
         code(r"""
         import ebpf_lab
@@ -129,11 +129,26 @@ def nb00():
         md(r"""
         ## What works on this kernel, and why
 
-        The lab's machines run a custom, slimmed-down kernel. What that means for you:
+        The first rows are facts about the machine (privileges, kernel, tools); the rest are
+        eBPF mechanisms (`ebpf_lab.doctor.MECHANISMS`). Straight from the table above:
+        """),
+        code(r"""
+        from ebpf_lab.doctor import MECHANISMS
+
+        mechanisms = report[report["check"].isin(MECHANISMS)]
+        print("works here:      ", ", ".join(mechanisms.loc[mechanisms["status"] == "ok", "check"]))
+        print("does not work:   ", ", ".join(mechanisms.loc[mechanisms["status"] == "missing", "check"]))
+        print("could not decide:", ", ".join(mechanisms.loc[mechanisms["status"] == "unknown", "check"]) or "-")
+        """),
+        md(r"""
+        The lab's reference machines run a custom, slimmed-down kernel (Debian 12 around a
+        6.18 kernel). There, `doctor` finds the following, and the reasons are worth knowing
+        (if your table disagrees, your machine wins):
 
         - **Works:** tracepoints (static, stable hooks the kernel developers placed on
           purpose: syscalls, the scheduler, block I/O, networking), raw tracepoints, uprobes
-          (probes on functions in programs and libraries), perf events (sampling, timers),
+          (probes on functions in programs and libraries), USDT (static tracepoints built
+          into programs), perf events (sampling, timers),
           BPF maps and the ring buffer, cgroup socket hooks, and `bpf_send_signal`.
         - **Does not work:** kprobes and kretprobes (the kernel was built without
           `CONFIG_KPROBES`), fentry/fexit (bpftrace's `kfunc:`) and LSM programs (the kernel
