@@ -363,3 +363,39 @@ def test_a_program_the_kernel_rejects_is_a_failed_check_with_the_reason(tmp_path
     assert [c.status for c in r.checks] == ["failed"] * 3
     assert all(c.message.startswith("VerifierError:") and "512 bytes" in c.message for c in r.checks)
     assert "hidden check 1" in r.text() and "512 bytes" not in r.text().split("hidden check 1")[1]
+
+
+@pytest.mark.unit
+def test_resolve_ids_chapters_and_unknown_names():
+    from ebpf_lab.errors import UsageError
+    from ebpf_lab.grader import resolve
+
+    assert [s.id for s in resolve("02.3")] == ["02.3"]
+    chapter = [s.id for s in resolve("01")]
+    assert chapter == [s.id for s in resolve("01_bpftrace_basics")] and len(chapter) >= 6
+    assert all(i.startswith("01.") for i in chapter)
+    assert [s.id for s in resolve(["01.2", "01"])][0] == "01.2"
+    with pytest.raises(UsageError, match="known ids"):
+        resolve("7.7")
+
+
+@pytest.mark.unit
+def test_text_results_fit_80_columns():
+    spec = _spec([Trial(_setup, [Check("a check with a rather long name that goes on " * 2, 1,
+                                       lambda out, t: fail("a long message " * 20))])])
+    text = _grade(spec, [23]).text()
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+
+
+@pytest.mark.privileged
+def test_check_from_the_notebooks_folder_shows_html(monkeypatch):
+    import ebpf_lab
+
+    root = Path(__file__).resolve().parent.parent
+    (root / "notebooks").mkdir(exist_ok=True)
+    monkeypatch.chdir(root / "notebooks")
+    monkeypatch.delenv("EBPF_LAB_HOME", raising=False)
+    result = ebpf_lab.check("01.1", solutions=True)
+    assert result.passed
+    html = result._repr_html_()
+    assert "01.1" in html and "hidden check 1" in html and "<table>" in html
