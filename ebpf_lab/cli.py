@@ -137,6 +137,14 @@ def render_result(result) -> str:
         out.append(hist_text(df, width=max(20, w - 28)) if len(df) else "(empty)")
     if not out:
         out.append("(the program printed nothing and left no maps)")
+    cmd_out = list(getattr(result, "output", []) or [])
+    if cmd_out:
+        out.append(f"--- output of the command ({len(cmd_out)} lines)")
+        out.extend(ln if len(ln) <= w else ln[: w - 3] + "..." for ln in cmd_out[:20])
+        if len(cmd_out) > 20:
+            out.append(f"... {len(cmd_out) - 20} more lines")
+    for warning in list(getattr(result, "warnings", []) or [])[-5:]:
+        out.append(f"bpftrace: {warning}"[:w])
     if getattr(result, "lost", 0):
         out.append(f"warning: {result.lost} events were lost")
     return "\n".join(out)
