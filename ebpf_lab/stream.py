@@ -408,12 +408,18 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
         # stop producing, then drain what the kernel had already written
         _detach(b, spec)
         if max_events is None or count < max_events:
+            # a program already running on another CPU when we detached may still be
+            # writing its record (BUSY): wait for it, briefly, so that none is missed
+            settle = time.monotonic() + 1.0
             while True:
                 batch = reader.read()
-                if not len(batch):
+                if len(batch):
+                    chunks.append(batch)
+                    count += len(batch)
+                    continue
+                if reader.pending_bytes() == 0 or time.monotonic() > settle:
                     break
-                chunks.append(batch)
-                count += len(batch)
+                time.sleep(0.001)
         lost = _read_lost(b)
         read_cpu = time.thread_time() - cpu0
         output = ""

@@ -66,14 +66,36 @@ def test_where_is_applied_in_the_kernel_and_strings_decode():
 
 
 def test_filtering_excludes_a_concurrent_process():
-    other = subprocess.Popen(list(workload("getppid", 2_000_003)), stdout=subprocess.DEVNULL)
+    # both workloads wait on stdin; once the probe is loaded the other one starts, then ours:
+    # the other is still running when tracing ends, so its getppid calls overlapped the window
+    other = subprocess.Popen(list(workload("getppid", 3_000_017, wait_stdin=True)), stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL)
+    ours = subprocess.Popen(list(workload("getppid", N, wait_stdin=True)), stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
+    before = _lab_probe_ids()
+
+    def release():
+        for _ in range(600):
+            if _lab_probe_ids() - before:
+                break
+            threading.Event().wait(0.05)
+        threading.Event().wait(0.3)
+        for proc, pause in ((other, 0.05), (ours, 0)):
+            proc.stdin.write(b"x")
+            proc.stdin.close()
+            threading.Event().wait(pause)
+
+    releaser = threading.Thread(target=release, daemon=True)
+    releaser.start()
     try:
-        df = trace("tracepoint:syscalls:sys_enter_getppid", ["pid", "comm"], command=workload("getppid", N))
+        df = trace("tracepoint:syscalls:sys_enter_getppid", ["pid", "comm"], pid=ours.pid)
         still_running = other.poll() is None
     finally:
-        other.kill()
-        other.wait()
-    assert len(df) == N and set(df["pid"]) == {df.attrs["pid"]}
+        releaser.join()
+        for proc in (other, ours):
+            proc.kill()
+            proc.wait()
+    assert len(df) == N and set(df["pid"]) == {ours.pid}
     assert still_running, "the concurrent workload ended too early to prove anything"
 
 
