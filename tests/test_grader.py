@@ -399,3 +399,25 @@ def test_check_from_the_notebooks_folder_shows_html(monkeypatch):
     assert result.passed
     html = result._repr_html_()
     assert "01.1" in html and "hidden check 1" in html and "<table>" in html
+
+
+@pytest.mark.unit
+def test_a_grader_bug_in_one_exercise_leaves_the_others_graded(monkeypatch, tmp_path):
+    import ebpf_lab.grader as grader
+
+    calls = []
+
+    def fake_grade_exercise(spec, path, **kw):
+        calls.append(spec.id)
+        if spec.id == "01.1":
+            raise KeyError("oops")
+        return grader.ExerciseResult(spec.id, spec.title, str(path))
+
+    monkeypatch.setattr(grader, "grade_exercise", fake_grade_exercise)
+    monkeypatch.setattr(grader, "_ready_to_grade", lambda specs: None)
+    report = grader.grade(["01.1", "01.2"])
+    assert calls == ["01.1", "01.2"]
+    assert "the grader itself failed (KeyError" in report.exercises[0].error
+    assert report.exercises[1].error == ""
+    ex = formats.to_exercism(report)
+    assert ex["tests"][0]["status"] == "error"

@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..errors import UsageError
+from ..errors import EbpfLabError, UsageError
 from .framework import ExerciseSpec, grade_exercise
 from .home import find_home
 from .model import CheckResult, ExerciseResult, GradeReport
@@ -98,7 +98,16 @@ def grade(
             report.exercises.append(ExerciseResult(spec.id, spec.title, str(path),
                                                    error=f"{path} does not exist: restore it with `git checkout -- {path}`"))
             continue
-        report.exercises.append(grade_exercise(spec, path, rng=rng, progress=progress))
+        try:
+            report.exercises.append(grade_exercise(spec, path, rng=rng, progress=progress))
+        except EbpfLabError:
+            raise  # the machine is not ready (no compiler for the workloads, ...): nothing can run
+        except Exception as exc:  # noqa: BLE001 - a grader bug must not hide the other results
+            report.exercises.append(ExerciseResult(
+                spec.id, spec.title, str(path),
+                error=f"the grader itself failed ({type(exc).__name__}: {exc}); please report this"))
+            if progress:
+                progress(f"{spec.id}: the grader failed: {type(exc).__name__}: {exc}")
     return report
 
 
