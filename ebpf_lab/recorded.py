@@ -109,7 +109,9 @@ class Recording:
     def text(self) -> str:
         """Label, command and output as plain text (what ``print`` shows)."""
         parts = [self.label, f"$ {self.command}"]
-        parts.append(self.output.rstrip("\n") or "(no output)")
+        parts.append(self.output.rstrip("\n") or "(nothing on stdout)")
+        if self.stderr.strip():
+            parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
         if self.tool:
             parts.append(f"[{self.tool}; regenerate with {self.regenerate}]")
         return "\n".join(parts)
@@ -120,8 +122,10 @@ class Recording:
     def _repr_html_(self) -> str:
         return (f"<div style='border-left:4px solid #9a6700;padding-left:8px'>"
                 f"<b style='color:#9a6700'>{html.escape(self.label)}</b>"
-                f"<pre>$ {html.escape(self.command)}\n{html.escape(self.output.rstrip())}</pre>"
-                f"<small>{html.escape(self.tool)} &middot; regenerate: <code>{html.escape(self.regenerate)}</code>"
+                f"<pre>$ {html.escape(self.command)}\n{html.escape(self.output.rstrip() or '(nothing on stdout)')}</pre>"
+                + (f"<pre style='color:#6e7781'>[stderr]\n{html.escape(self.stderr.rstrip())}</pre>"
+                   if self.stderr.strip() else "")
+                + f"<small>{html.escape(self.tool)} &middot; regenerate: <code>{html.escape(self.regenerate)}</code>"
                 f"</small></div>")
 
 

@@ -19,6 +19,7 @@ HOME_DIR=$(pwd)
 KERNEL=${1:-$(ls /boot/vmlinuz-6.1.*-amd64 2>/dev/null | sort -V | tail -n 1)}
 VNG=${VNG:-$HOME_DIR/.venv/bin/vng}
 [ -n "$KERNEL" ] && [ -e "$KERNEL" ] || { echo "no kernel image: apt-get install linux-image-6.1.0-NN-amd64-unsigned" >&2; exit 2; }
+export PATH="$(dirname "$VNG"):$PATH"
 [ -x "$VNG" ] || { echo "no vng: .venv/bin/pip install virtme-ng" >&2; exit 2; }
 OUT=$(mktemp -d /tmp/ebpf-lab-recorded.XXXXXX)
 chmod 755 "$OUT"
