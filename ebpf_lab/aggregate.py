@@ -85,9 +85,9 @@ def _run_program(make_text, *, argv, pid, duration, attach: Sequence[tuple[str, 
             _attach(b, bcc, ProbeSpec("tracepoint", group, name), fn)
         started = time.monotonic()
         interrupted = False
-        if held is not None:
-            held.release()
         try:
+            if held is not None:
+                held.release()
             if duration is not None:
                 end = started + duration
                 while time.monotonic() < end:

@@ -381,10 +381,10 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
         interrupted = False
         started = time.monotonic()
         cpu0 = time.thread_time()
-        if held is not None:
-            held.release()
         deadline = started + duration if duration is not None else None
         try:
+            if held is not None:
+                held.release()
             while True:
                 batch = reader.read()
                 if len(batch):
