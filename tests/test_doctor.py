@@ -184,6 +184,35 @@ def test_tracefs_rows_from_mounts():
     assert found.status == "missing" and "mount -t tracefs" in found.next_step
 
 
+class _FakeKit:
+    def __init__(self, control_ok: bool) -> None:
+        self.control_ok = control_ok
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("error", "control_ok", "caps", "expected"),
+    [
+        # bcc's wording of EPERM, as root, while a tracepoint program loads: the kernel refuses it
+        ("Need super-user privileges to run", True, True, "missing"),
+        # the same EPERM without the capabilities, or when even the control failed: cannot tell
+        ("Need super-user privileges to run", True, False, "unknown"),
+        ("Need super-user privileges to run", False, True, "unknown"),
+        # the verifier does not know the program type
+        ("Failed to load BPF program b'kfunc__vfs_read': Invalid argument", True, True, "missing"),
+        # the target is not in BTF: says nothing about the mechanism
+        ("Failed to load BPF program b'kfunc__vfs_read': No such file or directory", True, True, "unknown"),
+        ("something else entirely", True, True, "unknown"),
+    ],
+)
+def test_only_conclusive_load_errors_say_missing(monkeypatch, error, control_ok, caps, expected):
+    monkeypatch.setattr(features, "_have_caps", lambda: caps)
+    found = features._refused(_FakeKit(control_ok), "fentry (tracing)", Exception(error), "")
+    assert found.status == expected, found.detail
+    if expected == "missing" and "super-user" in error:
+        assert "not a privilege problem" in found.detail
+
+
 @pytest.mark.unit
 def test_unknown_mechanism_name_is_a_usage_error_with_suggestion():
     with pytest.raises(UsageError) as info:
