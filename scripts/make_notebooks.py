@@ -366,14 +366,17 @@ def nb01():
         | `args` | the probe's arguments (`args->filename` for `sys_enter_openat`) |
 
         Let's start a workload that opens 5 files, under the name `opener5`, and print one
-        line per `openat` it makes:
+        line per `openat` it makes. `workload(...)` returns a command line as a list; the
+        magic's `-c` wants one string, and IPython replaces `{cmd}` in a magic's first line
+        with the value of the Python variable `cmd`:
         """),
         code(r"""
         w = workload("open", 5, name="opener5")
+        cmd = " ".join(w)
         w.expected["paths"]
         """),
         code(r"""
-        %%bpftrace -c "{' '.join(w)}" -o seen opener5
+        %%bpftrace -c "{cmd}" -o seen opener5
         tracepoint:syscalls:sys_enter_openat /comm == str($1)/ {
             printf("%d %d %s cpu=%d t=%llu %s\n", pid, tid, comm, cpu, nsecs, str(args->filename));
         }
@@ -387,7 +390,7 @@ def nb01():
         number, the time between two opens is one subtraction away:
         """),
         code(r"""
-        %%bpftrace -c "{' '.join(w)}" -o seen --columns pid:int,tid:int,comm,cpu:int,nsecs:int,file opener5
+        %%bpftrace -c "{cmd}" -o seen --columns pid:int,tid:int,comm,cpu:int,nsecs:int,file opener5
         tracepoint:syscalls:sys_enter_openat /comm == str($1)/ {
             printf("%d\t%d\t%s\t%d\t%llu\t%s\n", pid, tid, comm, cpu, nsecs, str(args->filename));
         }
@@ -470,15 +473,16 @@ def nb01():
         """),
         code(r"""
         long = workload("open", 1, name="longname", prefix="a_rather_long_file_name_" * 3)
+        long_cmd = " ".join(long)
         path = long.expected["paths"][0]
         print(len(path), path)
         """),
         code(r"""
-        %%bpftrace -c "{' '.join(long)}" -o short longname
+        %%bpftrace -c "{long_cmd}" -o short longname
         tracepoint:syscalls:sys_enter_openat /comm == str($1)/ { printf("%s\n", str(args->filename)); }
         """),
         code(r"""
-        %%bpftrace -c "{' '.join(long)}" --strlen 200 -o full longname
+        %%bpftrace -c "{long_cmd}" --strlen 200 -o full longname
         tracepoint:syscalls:sys_enter_openat /comm == str($1)/ { printf("%s\n", str(args->filename)); }
         """),
         code(r"""

@@ -94,6 +94,24 @@ def _images(nb) -> int:
                if "image/png" in o.get("data", {}))
 
 
+@pytest.mark.unit
+def test_the_stderr_check_tells_tracebacks_from_progress_lines():
+    from nbformat import v4
+
+    nb = v4.new_notebook()
+    ok = v4.new_code_cell("x")
+    ok.outputs = [v4.new_output("stream", name="stderr", text="01.1 @calls is keyed by process name: failed\n"),
+                  v4.new_output("stream", name="stdout", text="ValueError: printed on stdout is fine\n")]
+    bad = v4.new_code_cell("y")
+    bad.outputs = [v4.new_output("stream", name="stderr",
+                                 text="Exception in thread Thread-3:\nTraceback (most recent call last):\n  ...\n")]
+    worse = v4.new_code_cell("z")
+    worse.outputs = [v4.new_output("stream", name="stderr", text="boom\nRuntimeError: the reader died\n")]
+    nb.cells = [ok, bad, worse]
+    found = _stderr_tracebacks(nb)
+    assert [f.split(":")[0] for f in found] == ["cell 1", "cell 2"]
+
+
 @pytest.mark.notebook
 @pytest.mark.timeout(PER_NOTEBOOK_SECONDS + 30)
 @pytest.mark.parametrize("name", OURS)
