@@ -1,0 +1,18 @@
+# 05.1  Deny list: block every connect to one port
+# Task: write block_port(port) -> list[ConnectRule]: the rules of a deny list
+#   (ConnectBlock(rules, mode="deny")) that block every connect() to `port`,
+#   whichever process makes it, and nothing else.
+# Graded: the grader enforces your rules for real (a cgroup connect4 program)
+#   on fresh workloads with random names and ports: connects to the port must
+#   fail with EPERM, connects to another port must go through.
+# needs: cgroup socket hooks
+# Function: block_port(port: int) -> list[ConnectRule]
+
+from ebpf_lab.firewall import ConnectRule
+
+
+def block_port(port: int) -> list[ConnectRule]:
+    """Rules that block every connect() to `port`."""
+    # TODO: one ConnectRule(...) with only the field that matters; every field you
+    #       leave out (None) matches anything
+    raise NotImplementedError("05.1 is not written yet: see the TODO in block_port")
