@@ -177,7 +177,8 @@ class Progress:
                 self.note = note
             if self.mode == "widget":
                 self._draw()
-                self._bar.bar_style = "success"
+                if self._bar.bar_style != "warning":   # an error or a Ctrl-C stays orange
+                    self._bar.bar_style = "success"
             elif self.mode == "text":
                 if self._tty:
                     self._write("\r" + self.text().ljust(79)[:79] + "\n")

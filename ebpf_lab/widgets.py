@@ -304,12 +304,12 @@ class LiveSyscalls:
             self.error = exc
         finally:
             self._run.close()
-            self._done.set()
             try:
                 if df is not None:
                     self._redraw(df, elapsed, final=True)
             except Exception:  # noqa: BLE001 - drawing must not hide the result
                 pass
+            self._done.set()
 
     @property
     def done(self) -> bool:
