@@ -345,7 +345,9 @@ def log2_hist(hist: pd.DataFrame, *, syscall: str | None = None, unit: str = "ns
     bucket), ``max`` (largest value, included) and ``count``: the shape of
     ``BpftraceResult.hists["@name"]`` and of :func:`ebpf_lab.syscall_latency`.
     Buckets run top to bottom, smallest first, as horizontal bars labelled
-    ``[4, 8)``, ``[1K, 2K)``... (``K`` = 1024, like bpftrace). ``unit`` names
+    ``[4, 8)``, ``[1K, 2K)``... (``K`` = 1024, like bpftrace); empty
+    power-of-two buckets between filled ones are drawn as zero, as bpftrace
+    prints them. ``unit`` names
     what was measured (``"ns"`` for latencies, ``"bytes"`` for sizes).
 
     ``syscall_latency()`` adds a ``syscall`` column (and a keyed bpftrace
@@ -362,7 +364,7 @@ def log2_hist(hist: pd.DataFrame, *, syscall: str | None = None, unit: str = "ns
     if len(keys) > 1 and key is None:
         raise UsageError(f"log2_hist: the histogram has several key columns {keys}",
                          next_step="select the rows of one histogram first, e.g. "
-                                   "hist[hist['comm'] == 'cat'][['min', 'max', 'count']]")
+                                   f"hist[hist[{keys[0]!r}] == ...][['min', 'max', 'count']]")
     if key is not None:
         names = list(hist.groupby(key, sort=False)["count"].sum()
                      .sort_values(ascending=False).index)
@@ -391,14 +393,39 @@ def log2_hist(hist: pd.DataFrame, *, syscall: str | None = None, unit: str = "ns
     return fig
 
 
+def _fill_log2_gaps(lows: list, highs: list, counts: list) -> tuple[list, list, list]:
+    """Add the empty power-of-two buckets between filled ones, as bpftrace prints them.
+
+    Only when every closed bucket is a log2 bucket (``[0]``, ``[1]``, ``[2^k, 2^(k+1))``);
+    anything else (an ``lhist``) is left as it is.
+    """
+    closed = [(lo, hi) for lo, hi in zip(lows, highs) if not (np.isnan(lo) or np.isnan(hi))]
+    def is_log2(lo, hi):
+        return (lo == hi and lo in (0, 1)) or (lo >= 2 and _is_pow2(lo) and hi + 1 == 2 * lo)
+    if not closed or not all(is_log2(lo, hi) for lo, hi in closed):
+        return lows, highs, counts
+    have = {(lo, hi): c for lo, hi, c in zip(lows, highs, counts)}
+    smallest, largest = min(lo for lo, _ in closed), max(lo for lo, _ in closed)
+    wanted, lo = [], smallest
+    while lo <= largest:
+        hi = lo if lo < 2 else 2 * lo - 1
+        wanted.append((float(lo), float(hi)))
+        lo = lo + 1 if lo < 2 else 2 * lo
+    out = [(lo, hi, have.get((lo, hi), 0)) for lo, hi in wanted]
+    opened = [(lo, hi, c) for lo, hi, c in zip(lows, highs, counts) if np.isnan(lo) or np.isnan(hi)]
+    out = [b for b in opened if np.isnan(b[0])] + out + [b for b in opened if np.isnan(b[1])]
+    return [b[0] for b in out], [b[1] for b in out], [b[2] for b in out]
+
+
 def _draw_hist(ax, hist: pd.DataFrame, unit: str, title: str) -> None:
     lows = pd.to_numeric(hist["min"], errors="coerce").astype("float64")
     highs = pd.to_numeric(hist["max"], errors="coerce").astype("float64")
     order = np.lexsort((highs.fillna(np.inf).to_numpy(), lows.fillna(-np.inf).to_numpy()))
-    rows = hist.iloc[order]
-    labels = [bucket_label(lo, hi) for lo, hi in zip(lows.iloc[order], highs.iloc[order])]
-    counts = rows["count"].to_numpy(dtype="int64")
-    y = np.arange(len(rows))
+    lows, highs, counts = _fill_log2_gaps(list(lows.iloc[order]), list(highs.iloc[order]),
+                                          list(hist["count"].iloc[order]))
+    labels = [bucket_label(lo, hi) for lo, hi in zip(lows, highs)]
+    counts = np.asarray(counts, dtype="int64")
+    y = np.arange(len(counts))
     bars = ax.barh(y, counts, color="tab:green", height=0.8)
     ax.set_yticks(y, labels, family="monospace")
     ax.invert_yaxis()  # smallest bucket on top, as bpftrace prints

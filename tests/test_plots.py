@@ -105,8 +105,10 @@ def test_log2_hist_takes_nullable_integer_bounds_as_the_bpftrace_parser_gives():
         "count": [2, 3, 5, 7, 11],
     })
     ax = plots.log2_hist(hist).axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["(..., 0)", "[0]", "[1]", "[2, 4)", "[1K, 2K)"]
-    assert [p.get_width() for p in _bars(ax)] == [2, 3, 5, 7, 11]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[:5] == ["(..., 0)", "[0]", "[1]", "[2, 4)", "[4, 8)"]
+    assert labels[-2:] == ["[512, 1K)", "[1K, 2K)"] and len(labels) == 13
+    assert [p.get_width() for p in _bars(ax)] == [2, 3, 5, 7] + [0] * 8 + [11]
 
 
 def test_log2_hist_of_a_keyed_bpftrace_histogram_draws_one_panel_per_key():
@@ -116,6 +118,17 @@ def test_log2_hist_of_a_keyed_bpftrace_histogram_draws_one_panel_per_key():
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["ls", "cat"]
     ax = plots.log2_hist(hist, syscall="cat").axes[0]
     assert len(_bars(ax)) == 2 and ax.get_ylabel() == "bucket (ns)"
+
+
+def test_log2_hist_draws_the_empty_buckets_between_filled_ones():
+    sparse = pd.DataFrame({"min": [1, 4, 64], "max": [1, 7, 127], "count": [3, 5, 2]})
+    ax = plots.log2_hist(sparse).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "[1]", "[2, 4)", "[4, 8)", "[8, 16)", "[16, 32)", "[32, 64)", "[64, 128)"]
+    assert [p.get_width() for p in _bars(ax)] == [3, 0, 5, 0, 0, 0, 2]
+    # a linear histogram keeps its own buckets
+    linear = pd.DataFrame({"min": [0, 20], "max": [9, 29], "count": [1, 2]})
+    assert [t.get_text() for t in plots.log2_hist(linear).axes[0].get_yticklabels()] == ["[0, 10)", "[20, 30)"]
 
 
 def _latency():
