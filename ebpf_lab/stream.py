@@ -207,6 +207,60 @@ def _load_prog_type(bcc, spec: codegen.ProbeSpec):
     return {"tracepoint": bcc.BPF.TRACEPOINT, "rawtracepoint": bcc.BPF.RAW_TRACEPOINT}.get(spec.kind, bcc.BPF.KPROBE)
 
 
+class PerfReader:
+    """The fallback transport: bcc's perf buffer, one ctypes callback per event.
+
+    Same interface as :class:`~ebpf_lab.ringbuf.RingBufReader` (``read``,
+    ``pending_bytes``, ``close``). Each callback only copies the record's
+    bytes; they become one numpy array per :meth:`read`. ``perf_lost`` is
+    what perf itself reported lost (the kernel-side ``lost`` counter counts
+    the same drops, from ``perf_submit``'s return value).
+    """
+
+    def __init__(self, b, record_dtype, pages: int) -> None:
+        import ctypes  # noqa: PLC0415
+
+        import numpy as np  # noqa: PLC0415
+
+        self._np = np
+        self._b = b
+        self.dtype = record_dtype
+        self._parts: list[bytes] = []
+        self.perf_lost = 0
+        size = record_dtype.itemsize
+
+        def on_event(_cpu, data, _size):
+            self._parts.append(ctypes.string_at(data, size))
+
+        def on_lost(count):
+            self.perf_lost += int(count)
+
+        self._cbs = (on_event, on_lost)
+        self._table = b[b"events"]   # keep it: bcc closes the perf buffers when the table object dies
+        self._table.open_perf_buffer(on_event, page_cnt=pages, lost_cb=on_lost)
+
+    def read(self):
+        self._b.perf_buffer_poll(timeout=0)
+        if not self._parts:
+            return self._np.empty(0, dtype=self.dtype)
+        raw = b"".join(self._parts)
+        self._parts.clear()
+        return self._np.frombuffer(bytearray(raw), dtype=self.dtype)
+
+    def pending_bytes(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self._parts.clear()
+        table, self._table = getattr(self, "_table", None), None
+        if table is not None:  # close the per-CPU buffers now, before bcc unloads the maps
+            for key in list(getattr(table, "_open_key_fds", {})):
+                try:
+                    del table[key]
+                except (KeyError, OSError):
+                    pass
+
+
 # --------------------------------------------------------------------------- frame
 
 def to_frame(chunks: list, program: codegen.Program, time_offset_ns: int):
@@ -294,7 +348,7 @@ def factorize_bytes(raw):
 
 def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid: int | None = None,
           duration: float | None = None, max_events: int | None = None, where: str | None = None,
-          buffer_pages: int = DEFAULT_BUFFER_PAGES):
+          buffer_pages: int = DEFAULT_BUFFER_PAGES, transport: str = "auto"):
     """Record every event of ``probe`` as one DataFrame row.
 
     ``probe``: ``"tracepoint:syscalls:sys_enter_openat"``,
@@ -330,9 +384,16 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
     :class:`EventsLostWarning` says what to do. ``buffer_pages`` sets the
     ring buffer's size (a power of two, 4 KiB pages).
 
+    ``transport``: ``"auto"`` (the BPF ring buffer; a perf buffer if this
+    kernel has no ring buffer), ``"ringbuf"`` or ``"perf"`` (one Python
+    callback per event: much slower, shown for comparison). Losses are
+    counted in the kernel either way; ``df.attrs["transport"]`` says which.
+
     A Ctrl-C (Jupyter's stop button) ends the run and returns what was
     collected, with ``df.attrs["interrupted"] = True``.
     """
+    if transport not in ("auto", "ringbuf", "perf"):
+        raise UsageError(f"transport={transport!r}: use 'auto', 'ringbuf' or 'perf'")
     import pandas  # noqa: F401, PLC0415 - imported up front, not inside the timed frame building
 
     from ._bcc import load_bcc, require_root  # noqa: PLC0415
@@ -369,11 +430,23 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
             run.on_close(out_file.close)
             held = run.hold(argv, stdout=out_file, stderr=out_file)
             target = held.pid
+        used = "perf" if transport == "perf" else "ringbuf"
         program = codegen.generate(spec, record, pid=target, where=where, available=where_cols,
-                                   buffer_pages=buffer_pages, output_columns=out_cols)
-        b, _fn = load_program(run, bcc, program, probe=spec.probe, prog_type=_load_prog_type(bcc, spec))
+                                   buffer_pages=buffer_pages, output_columns=out_cols, transport=used)
+        try:
+            b, _fn = load_program(run, bcc, program, probe=spec.probe, prog_type=_load_prog_type(bcc, spec))
+        except ProbeError as exc:
+            if transport != "auto" or "ringbuf" not in (str(exc) + exc.stderr).lower():
+                raise
+            used = "perf"   # a kernel without BPF ring buffers (before 5.8): fall back to a perf buffer
+            program = codegen.generate(spec, record, pid=target, where=where, available=where_cols,
+                                       buffer_pages=buffer_pages, output_columns=out_cols, transport=used)
+            b, _fn = load_program(run, bcc, program, probe=spec.probe, prog_type=_load_prog_type(bcc, spec))
         _attach(b, bcc, spec, program.fn_name)
-        reader = RingBufReader(b.get_table(b"events").map_fd, buffer_pages * PAGE_SIZE, program.record_dtype)
+        if used == "ringbuf":
+            reader = RingBufReader(b.get_table(b"events").map_fd, buffer_pages * PAGE_SIZE, program.record_dtype)
+        else:
+            reader = PerfReader(b, program.record_dtype, buffer_pages)
         run.on_close(reader.close)
         offset_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         chunks: list = []
@@ -438,7 +511,7 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
         df = df.iloc[:max_events].reset_index(drop=True)
     df.attrs.update(probe=spec.probe, program=program.text, duration=elapsed, events=len(df), lost=lost,
                     interrupted=interrupted, pid=target, command=argv, where=where, output=output,
-                    buffer_pages=buffer_pages, read_cpu=read_cpu, frame_cpu=frame_cpu)
+                    buffer_pages=buffer_pages, read_cpu=read_cpu, frame_cpu=frame_cpu, transport=used)
     if lost:
         warnings.warn(
             f"{lost} events of {spec.probe} were lost ({len(df)} delivered): the ring buffer "

@@ -30,6 +30,7 @@ def test_openat_rows_are_exactly_the_workload_files():
     df = trace("tracepoint:syscalls:sys_enter_openat", command=w)
     pid = df.attrs["pid"]
     assert df.attrs["events"] == len(df) and df.attrs["lost"] == 0
+    assert df.attrs["transport"] == "ringbuf"
     assert set(df["pid"]) == {pid} and set(df["tid"]) == {pid}
     assert set(df["comm"].astype(str)) == {w.comm}
     mine = df[df["filename"].str.startswith(w.expected["dir"] + "/")]
@@ -233,3 +234,17 @@ def test_verifier_rejection_keeps_the_log_and_leaves_nothing_loaded():
     assert "processed" in exc.value.log and "disallowed" in exc.value.log
     assert "disallowed" in str(exc.value)            # the relevant line is in the message
     assert exc.value.program == bad
+
+
+def test_perf_buffer_fallback_is_exact_too():
+    df = trace("tracepoint:syscalls:sys_exit_getppid", ["pid", "ret"], command=workload("getppid", N),
+               transport="perf")
+    assert df.attrs["transport"] == "perf" and "BPF_PERF_OUTPUT" in df.attrs["program"]
+    assert len(df) == N and (df["ret"] == os.getpid()).all()
+    n = 50_021
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = trace("tracepoint:syscalls:sys_enter_getppid", ["pid"], command=workload("getppid", n),
+                   transport="perf", buffer_pages=1)
+    assert df.attrs["lost"] > 0 and df.attrs["events"] + df.attrs["lost"] == n
+    assert any(issubclass(w.category, EventsLostWarning) for w in caught)
