@@ -5,13 +5,16 @@
 #   make setup  only the setup (packages, headers, tracefs, .venv, Jupyter kernel)
 #   make unit   only the pure tests (no root, no bcc, no bpftrace; skips setup)
 #   make doctor what eBPF can do on this kernel
+#   make test-kernels          kprobes/fentry/LSM for real in Debian's stock kernel under QEMU
+#   make test-override-kernel  build (once, ~11 min) a kernel with override() and test it there
+#   make record-kprobes        re-record notebooks/recorded/ (output from a kernel with kprobes)
 # Options: LAB_PORT=8890 make lab;  make test PYTEST_ARGS="-m 'not notebook' -x"
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
 .PHONY: help setup lab test unit doctor
 help:
-	@sed -n '2,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@scripts/setup.sh
@@ -27,3 +30,20 @@ unit:
 
 doctor: setup
 	@.venv/bin/ebpf-lab doctor
+
+# --- a second kernel under QEMU (docs/KERNELS.md) ---------------------------------
+.PHONY: setup-vm test-kernels override-kernel test-override-kernel record-kprobes
+setup-vm: setup
+	@scripts/setup_vm.sh
+
+test-kernels: setup-vm
+	@.venv/bin/pytest -m kernel2 tests/kernel2/test_kernel2.py $(PYTEST_ARGS)
+
+override-kernel: setup-vm
+	@scripts/kernel_override.sh >/dev/null
+
+test-override-kernel: override-kernel
+	@EBPF_LAB_OVERRIDE_KERNEL=required .venv/bin/pytest -m kernel2 tests/kernel2/test_override_kernel.py $(PYTEST_ARGS)
+
+record-kprobes: setup-vm
+	@scripts/record_kprobes.sh
