@@ -26,7 +26,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # What KERNEL_FACTS.md says works on the CI machine: in CI these may never skip.
 EXPECTED_IN_CI = {
     "tracepoint", "raw tracepoint", "uprobe", "uretprobe", "perf event", "ring buffer",
-    "cgroup socket hooks", "bpf_send_signal",
+    "cgroup socket hooks", "bpf_send_signal", "USDT",
 }
 
 
