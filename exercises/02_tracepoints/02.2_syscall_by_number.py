@@ -9,8 +9,8 @@
 #   return must be exact.
 # needs: tracepoint
 # Function: count_syscall(command: str, syscall: str) -> int
-# Usage: from this folder, python -c "import importlib; m = importlib.import_module(\"02.2_syscall_by_number\")"
-#   is awkward: use `ebpf-lab grade 02.2`, or paste the function into a notebook.
+# Usage: `ebpf-lab grade 02.2`; to try it by hand, paste the function into a
+#   notebook cell and call count_syscall("/bin/ls /", "openat").
 
 import ebpf_lab
 from ebpf_lab.syscalls import syscall_nr
