@@ -14,6 +14,10 @@ in the notebook as ``_bpftrace`` (or the name given with ``-o``).
 Options: ``-c/--command CMD``, ``-d/--duration SECONDS``, ``-t/--timeout
 SECONDS``, ``-o/--output VAR``, ``--strlen N``, ``--unsafe``, ``-p/--pid PID``,
 ``--columns a,b:int,c``; words after the options fill ``$1``, ``$2``...
+Display: ``--plot`` also draws each histogram with
+:func:`ebpf_lab.plots.log2_hist` (``--unit ns`` names what was measured);
+``-q/--quiet`` stores the result without showing it. A run with ``-d`` shows a
+progress bar while it lasts.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 from .errors import EbpfLabError, UsageError
 
-__all__ = ["load_ipython_extension", "parse_magic_line", "run_cell"]
+__all__ = ["load_ipython_extension", "parse_magic_line", "parse_magic_options", "run_cell"]
 
 DEFAULT_OUTPUT = "_bpftrace"
 
@@ -46,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--unsafe", action="store_true", help="allow signal(), system() and friends")
     p.add_argument("-p", "--pid", type=int, help="bpftrace -p PID")
     p.add_argument("--columns", help="tab-separated printf fields as columns: comm,pid:int,file")
+    p.add_argument("--plot", action="store_true", help="also draw each histogram as a bar chart")
+    p.add_argument("--unit", default="value", help="what the histogram measured, for --plot (ns, bytes...)")
+    p.add_argument("-q", "--quiet", action="store_true", help="store the result, show nothing")
     p.add_argument("args", nargs="*", help="values of $1, $2...")
     return p
 
@@ -55,6 +62,16 @@ def parse_magic_line(line: str) -> tuple[dict[str, Any], str]:
 
     >>> parse_magic_line('-d 2 --columns comm,pid:int -o r cat')
     ({'duration': 2.0, 'columns': 'comm,pid:int', 'args': ['cat']}, 'r')
+    """
+    kwargs, output, _display = parse_magic_options(line)
+    return kwargs, output
+
+
+def parse_magic_options(line: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Like :func:`parse_magic_line`, plus the display options (``plot``, ``unit``, ``quiet``).
+
+    >>> parse_magic_options('--plot --unit ns -d 1')
+    ({'duration': 1.0}, '_bpftrace', {'plot': True, 'unit': 'ns', 'quiet': False})
     """
     try:
         words = shlex.split(line)
@@ -71,10 +88,14 @@ def parse_magic_line(line: str) -> tuple[dict[str, Any], str]:
         kwargs["unsafe"] = True
     if ns.args:
         kwargs["args"] = ns.args
-    return kwargs, ns.output
+    return kwargs, ns.output, {"plot": ns.plot, "unit": ns.unit, "quiet": ns.quiet}
 
 
-def _show(result) -> None:
+def _show(result, *, plot: bool = False, unit: str = "value") -> None:
+    """Show a result: a one-line summary, the events, each map, each histogram as bpftrace draws it.
+
+    With ``plot``, each histogram is drawn as a figure too (:func:`ebpf_lab.plots.log2_hist`).
+    """
     from IPython.display import display
 
     from .bpftrace_json import hist_text
@@ -89,8 +110,24 @@ def _show(result) -> None:
         text = hist_text(df)
         keyed = any(str(c).startswith("key") for c in df.columns)
         print(text if keyed else f"{name}:\n{text}")
+        if plot:
+            _plot_hist(name, df, unit)
     if result.warnings:
         print("bpftrace said:\n" + "\n".join(result.warnings[-10:]))
+
+
+def _plot_hist(name: str, df, unit: str) -> None:
+    from IPython.display import display
+
+    from .errors import UsageError as _UsageError
+    from .plots import log2_hist
+
+    try:
+        fig = log2_hist(df, unit=unit, title=f"{name} ({unit})")
+    except _UsageError as exc:  # several key columns: say how to draw one
+        print(f"--plot: {name} not drawn: {exc}")
+        return
+    display(fig)   # log2_hist closed it already: shown once, no pile-up
 
 
 def run_cell(line: str, cell: str, user_ns: dict | None = None):
@@ -100,16 +137,23 @@ def run_cell(line: str, cell: str, user_ns: dict | None = None):
     """
     from .bpftrace import run
 
-    kwargs, output = parse_magic_line(line)
+    from .progress import timed
+
+    kwargs, output, shown = parse_magic_options(line)
     ns = user_ns if user_ns is not None else {}
     try:
-        result = run(cell, **kwargs)
+        if kwargs.get("duration") and not shown["quiet"]:
+            with timed(kwargs["duration"], desc="bpftrace"):
+                result = run(cell, **kwargs)
+        else:
+            result = run(cell, **kwargs)
     except EbpfLabError as exc:
         if exc.result is not None:
             ns[output] = exc.result
         raise
     ns[output] = result
-    _show(result)
+    if not shown["quiet"]:
+        _show(result, plot=shown["plot"], unit=shown["unit"])
     return result
 
 

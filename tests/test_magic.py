@@ -64,3 +64,50 @@ def test_magic_error_keeps_the_partial_result(shell):
     with pytest.raises(ProgramSyntaxError):
         shell.run_cell_magic("bpftrace", "", "BEGIN { printf(\"x\" }")
     assert shell.user_ns["_bpftrace"].exit_code == 1
+
+
+@pytest.mark.unit
+def test_display_options_are_not_bpftrace_arguments():
+    from ebpf_lab.magic import parse_magic_options
+
+    kwargs, out, shown = parse_magic_options("--plot --unit ns -q -d 1 cat")
+    assert kwargs == {"duration": 1.0, "args": ["cat"]} and out == "_bpftrace"
+    assert shown == {"plot": True, "unit": "ns", "quiet": True}
+    assert parse_magic_options("")[2] == {"plot": False, "unit": "value", "quiet": False}
+    assert parse_magic_line("--plot -o r")[0] == {}        # the old two-value parser ignores display options
+
+
+@pytest.mark.privileged
+def test_plot_draws_each_histogram_as_a_png(shell, monkeypatch):
+    import matplotlib.figure
+
+    import ebpf_lab.magic as magic
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, *a, **k: shown.append(obj))
+    name = random_name()
+    w = workload("read", 23, name=name, size=100)
+    cell = ('tracepoint:syscalls:sys_exit_read /comm == str($1) && args->ret == 100/ { @bytes = hist(args->ret); '
+            '@by[comm] = hist(args->ret); }\n')
+    magic.run_cell(f"-c '{' '.join(w)}' --plot --unit bytes -o res {name}", cell, shell.user_ns)
+    res = shell.user_ns["res"]
+    assert res.hists["@bytes"]["count"].sum() == 23
+    figs = [o for o in shown if isinstance(o, matplotlib.figure.Figure)]
+    assert len(figs) == 2
+    by_title = {f.axes[0].get_title(): f for f in figs}
+    assert set(by_title) == {"@bytes (bytes)", "@by (bytes)"}
+    for fig in figs:                                     # one bar of 23 in [64, 128), the rest empty
+        ax = fig.axes[0]
+        assert [int(b.get_width()) for b in ax.patches if b.get_width()] == [23]
+        assert "[64, 128)" in [t.get_text() for t in ax.get_yticklabels()]
+
+
+@pytest.mark.privileged
+def test_quiet_shows_nothing_and_duration_shows_progress(shell, capsys):
+    shell.run_cell_magic("bpftrace", "-q -d 0.5", "BEGIN { @x = count(); }")
+    out = capsys.readouterr()
+    assert out.out == "" and shell.user_ns["_bpftrace"].maps["@x"]["count"].tolist() == [1]
+    shell.run_cell_magic("bpftrace", "-d 0.5", "BEGIN { @x = count(); }")
+    out = capsys.readouterr()
+    assert "<BpftraceResult" in out.out
+    assert "bpftrace [" in out.err and "s 100%" in out.err          # the terminal progress bar, at its end
