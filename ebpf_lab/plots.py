@@ -60,6 +60,13 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.tick_params(labelsize=9)
 
 
+def _integer_ticks(axis) -> None:
+    """Counts are whole numbers: no 0.25 ticks on a count axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _require(df: Any, columns: tuple[str, ...], what: str, producer: str) -> pd.DataFrame:
     if not isinstance(df, pd.DataFrame):
         raise UsageError(
@@ -332,6 +339,7 @@ def top_syscalls(counts: pd.DataFrame, n: int = 10, *, ax=None, title: str | Non
                          for c, e in zip(shown["count"], errors)])
     ax.set_xlim(0, shown["count"].max() * 1.3 + 1)
     ax.grid(axis="x", alpha=0.3)
+    _integer_ticks(ax.xaxis)
     ax.legend(fontsize=9, loc="lower right")
     fig.tight_layout()
     return fig
@@ -432,6 +440,7 @@ def _draw_hist(ax, hist: pd.DataFrame, unit: str, title: str) -> None:
     ax.bar_label(bars, labels=[f"{int(c):,}" for c in counts], padding=3, fontsize=9)
     ax.set_xlim(0, (counts.max() if len(counts) else 0) * 1.15 + 1)
     ax.grid(axis="x", alpha=0.3)
+    _integer_ticks(ax.xaxis)
     _style(ax, title, "count (events)", f"bucket ({unit})")
 
 

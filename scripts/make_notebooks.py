@@ -747,6 +747,15 @@ def nb02():
         plots.top_syscalls(counts, n=10, title="syscalls of missing13 (13 failed opens)")
         """),
         md(r"""
+        A tracepoint pair, `sys_enter` and `sys_exit`, also gives *durations*: remember the
+        time at entry, subtract it at exit. `ebpf_lab.syscall_latency` does that in the kernel
+        and keeps a power-of-two histogram per syscall, in nanoseconds:
+        """),
+        code(r"""
+        latency = ebpf_lab.syscall_latency(command=workload("read", 64, name="reader64"))
+        plots.log2_hist(latency, syscall="read", title="how long read() took (64 reads + the loader's)")
+        """),
+        md(r"""
         ## Syscalls over time
 
         `raw_syscalls:sys_enter` gives every syscall with a timestamp. One workload, traced
