@@ -104,9 +104,12 @@ def _available_columns(spec: codegen.ProbeSpec) -> tuple[list[codegen.Column], c
         path = elfsyms.resolve_binary(spec.target)
         elfsyms.symbol_address(path, spec.name)
     except (UnknownProbeError, UsageError, OSError) as exc:
+        sugg = tuple(_suggest(spec.probe))
+        kw = {} if sugg else {"next_step": f"check the path, then list its functions with "
+                                           f"ebpf_lab.list_probes('{spec.kind}:{spec.target}:*')"}
         raise UnknownProbeError(f"cannot place {spec.probe}: {getattr(exc, 'what', exc)}", probe=spec.probe,
-                                suggestions=tuple(_suggest(spec.probe)),
-                                cause="no such binary, or no such function symbol in it") from None
+                                suggestions=sugg, cause="no such binary, or no such function symbol in it",
+                                **kw) from None
     spec = codegen.ProbeSpec(spec.kind, path, spec.name)
     return codegen.uprobe_columns(spec.kind == "uretprobe"), spec
 
