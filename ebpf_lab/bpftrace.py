@@ -514,26 +514,6 @@ def _stop(proc: subprocess.Popen) -> None:
             break
 
 
+from ._callable import callable_module  # noqa: E402
 
-class _CallableModule(type(os)):
-    """This module, callable: ``ebpf_lab.bpftrace(program, ...)`` runs :func:`run`.
-
-    The package exports ``ebpf_lab.bpftrace`` from a submodule of the same
-    name. Python sets the package attribute ``ebpf_lab.bpftrace`` to the
-    *module* whenever the submodule is imported first (``from ebpf_lab.bpftrace
-    import BpftraceResult``), so the name is the module itself, made callable:
-    it then means the same thing whatever was imported first.
-    """
-
-    def __call__(self, program: str, **kwargs) -> BpftraceResult:
-        return run(program, **kwargs)
-
-
-import inspect as _inspect  # noqa: E402
-import sys as _sys  # noqa: E402
-
-_self = _sys.modules[__name__]
-_self.__class__ = _CallableModule
-_self.__signature__ = _inspect.signature(run)
-__doc__ = (__doc__ or "") + "\n``bpftrace(program, ...)`` is :func:`run`:\n\n" + _inspect.cleandoc(run.__doc__ or "")
-bpftrace = _self
+bpftrace = callable_module(__name__, run)

@@ -399,25 +399,6 @@ def render_text(df: "pd.DataFrame", width: int = 80) -> str:
     return "\n".join(lines)
 
 
-class _CallableModule(type(sys)):
-    """This module, callable: ``ebpf_lab.doctor(refresh=False)`` is :func:`report`.
+from ._callable import callable_module  # noqa: E402
 
-    The package exports ``ebpf_lab.doctor`` from a submodule of the same name, and
-    Python rebinds the package attribute to the *module* whenever the submodule is
-    imported first (``from ebpf_lab.doctor import mechanism_status``, as
-    tests/conftest.py does). So the name is the module itself, made callable: it
-    means the same whatever was imported first, and ``ebpf_lab.doctor.render_text``,
-    ``.mechanism_status`` and ``.supports`` are always there.
-    """
-
-    def __call__(self, refresh: bool = False) -> "pd.DataFrame":
-        return report(refresh=refresh)
-
-
-import inspect as _inspect  # noqa: E402
-
-_self = sys.modules[__name__]
-_self.__class__ = _CallableModule
-_self.__signature__ = _inspect.signature(report)
-__doc__ = (__doc__ or "") + "\n``doctor(refresh=False)`` is :func:`report`:\n\n" + _inspect.cleandoc(report.__doc__ or "")
-doctor = _self
+doctor = callable_module(__name__, report)
