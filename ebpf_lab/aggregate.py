@@ -397,6 +397,8 @@ def histogram(probe: str, value: str, *, command=None, pid: int | None = None, d
         kind = "linear"
     argv = _check_target(command, pid, duration)
     spec = codegen.parse_probe(probe)
+    from ._bcc import require_root  # noqa: PLC0415
+    require_root("building a histogram with bpftrace")
     available, spec = _available_columns(spec)
     fields = {c.name for c in available if c.kind == "int"}
     prefix = "args->" if spec.kind == "tracepoint" else ""

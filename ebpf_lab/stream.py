@@ -415,13 +415,13 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
         raise UsageError(f"max_events={max_events!r} must be a positive number")
     if pid is not None and not _pid_alive(int(pid)):
         raise UsageError(f"there is no process {pid}", next_step="check the pid with `ps -p PID`")
+    require_root("tracing with trace()")
     available, spec = _available_columns(spec)
     record, out_cols = codegen.select_columns(available, fields, spec.probe)
     where_cols = codegen.common_columns() + available
     if where is not None:
         codegen.parse_where(where, where_cols, spec.probe)  # fail before starting anything
     argv = resolve_command(command) if command is not None else None
-    require_root("tracing with trace()")
     bcc = load_bcc()
 
     with ProbeRun() as run:
