@@ -140,9 +140,11 @@ def test_raw_tracepoint_sys_enter_ids_and_args():
 
 def test_uprobe_and_uretprobe_on_libc_syscall():
     from ebpf_lab.elfsyms import resolve_library
+    from ebpf_lab.syscalls import syscall_nr
 
     libc = resolve_library("c")
-    enter = trace(f"uprobe:{libc}:syscall", ["arg0"], command=workload("getppid", N), where="arg0 == 110")
+    enter = trace(f"uprobe:{libc}:syscall", ["arg0"], command=workload("getppid", N),
+                  where=f"arg0 == {syscall_nr('getppid')}")
     assert len(enter) == N
     ret = trace(f"uretprobe:{libc}:syscall", ["retval"], command=workload("getppid", N),
                 where=f"retval == {os.getpid()}")
