@@ -35,8 +35,8 @@ def is_root() -> bool:
     return not missing_capabilities()
 
 
-def loaded_progs() -> dict[int, set[int]]:
-    """Every BPF program loaded on the machine: id -> pids holding it (bpftool -j)."""
+def loaded_progs() -> dict[int, str]:
+    """Every BPF program loaded on the machine: id -> name (bpftool -j)."""
     try:
         out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=30).stdout
     except FileNotFoundError:
@@ -45,7 +45,31 @@ def loaded_progs() -> dict[int, set[int]]:
         progs = json.loads(out or "[]")
     except json.JSONDecodeError:
         return {}
-    return {p["id"]: {o["pid"] for o in p.get("pids", [])} for p in progs}
+    return {p["id"]: p.get("name", "") for p in progs}
+
+
+def held_prog_ids(pids) -> set[int]:
+    """IDs of the BPF programs that processes ``pids`` hold open (from /proc/PID/fdinfo).
+
+    bpftool's own "pids" column needs a BPF iterator, which this kernel refuses,
+    so the file descriptors are read directly.
+    """
+    held = set()
+    for pid in pids:
+        fdinfo = Path(f"/proc/{pid}/fdinfo")
+        try:
+            entries = list(fdinfo.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                text = entry.read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("prog_id:"):
+                    held.add(int(line.split()[1]))
+    return held
 
 
 def loaded_prog_ids() -> set[int]:
@@ -90,9 +114,8 @@ def no_leaks():
     while True:
         kids = our_descendants()
         ours = {os.getpid(), *kids}
-        progs = loaded_progs()
-        new = {pid: owners for pid, owners in progs.items() if pid not in before}
-        extra = set(new) if IN_CI else {pid for pid, owners in new.items() if owners & ours}
+        new = set(loaded_progs()) - before
+        extra = new if IN_CI else new & held_prog_ids(ours)
         if not extra and not kids:
             return
         if time.monotonic() > deadline:
