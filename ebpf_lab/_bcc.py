@@ -71,7 +71,7 @@ def compile_quietly(bcc, text: str, **kw):
     cap = _CapturedStderr()
     try:
         with cap:
-            return bcc.BPF(text=text, **kw)
+            return bcc.BPF(text=text.encode() if isinstance(text, str) else text, **kw)
     except Exception as exc:  # bcc raises bare Exception
         log = getattr(cap, "text", "")
         msg = str(exc)
@@ -94,5 +94,3 @@ def compile_quietly(bcc, text: str, **kw):
         raise ProbeError(f"bcc could not compile the program:\n{errors}", program=text, stderr=log,
                          cause="a C error in the generated or given program",
                          next_step="fix the C shown above; the full compiler output is on .stderr") from exc
-    finally:
-        pass
