@@ -46,6 +46,8 @@ BANNER
 
 # the token goes through the environment, not the command line (which `ps` shows to everyone)
 export JUPYTER_TOKEN=$TOKEN
+# notebooks run `!ebpf-lab hint 01.1`: the venv's commands come first on PATH
+export PATH="$VENV/bin:$PATH"
 exec "$VENV/bin/jupyter" lab \
   --ip=127.0.0.1 --port="$PORT" --ServerApp.port_retries=0 \
   --no-browser --allow-root --notebook-dir=notebooks \
