@@ -41,6 +41,7 @@ PACKAGES=(
   python3 python3-venv python3-pip  # Debian's Python 3.11 for .venv
   ca-certificates     # pip over HTTPS
   procps iproute2     # ps, ss: used by lessons and tests
+  chromium            # headless browser for tests/test_browser.py (JupyterLab end to end)
 )
 # shellcheck disable=SC2206
 PACKAGES+=(${EBPF_LAB_EXTRA_PACKAGES:-})
