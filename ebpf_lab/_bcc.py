@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+from typing import Iterator
 
 from .errors import BackendMissingError, PrivilegeError
 
-__all__ = ["load_bcc", "require_root"]
+__all__ = ["capture_stderr", "compile_quietly", "load_bcc", "load_func_quietly", "require_root"]
 
 
 def load_bcc():
@@ -38,59 +42,83 @@ def require_root(what: str = "loading BPF programs") -> None:
         raise PrivilegeError(f"{what} needs {', '.join(missing)}, which this process lacks", missing=missing)
 
 
-class _CapturedStderr:
-    """Send fd 2 to a temp file for a while: bcc prints compiler warnings and verifier logs there."""
+@contextlib.contextmanager
+def capture_stderr() -> Iterator[list[str]]:
+    """Send file descriptor 2 to a temporary file for the duration of the block.
 
-    def __enter__(self):
-        import tempfile  # noqa: PLC0415
-        import sys  # noqa: PLC0415
-
-        sys.stderr.flush()
-        self._file = tempfile.TemporaryFile(mode="w+b")
-        self._saved = os.dup(2)
-        os.dup2(self._file.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc):
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._file.seek(0)
-        self.text = self._file.read().decode("utf-8", "replace")
-        self._file.close()
-
-
-def compile_quietly(bcc, text: str, **kw):
-    """Compile and load a bcc program with its stderr captured.
-
-    A verifier rejection becomes :class:`VerifierError` (the whole log kept on
-    ``.log``, the last lines in the message); a compile error becomes
-    :class:`ProbeError` with clang's messages.
+    bcc's C library (clang warnings, ``bpf: Failed to load program``, verifier
+    logs) writes to fd 2 directly, so redirecting ``sys.stderr`` is not enough.
+    The captured text is appended to the yielded list when the block ends.
     """
+    out: list[str] = []
+    try:
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - a closed or odd stderr must not stop us
+        pass
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            try:
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _load_failure(exc: Exception, log: str, text: str, what: str) -> Exception:
+    """The lab's error for a bcc failure: not supported, verifier rejection, or compile error."""
     from .errors import NotSupportedError, ProbeError, VerifierError  # noqa: PLC0415
 
-    cap = _CapturedStderr()
-    try:
-        with cap:
+    msg = str(exc)
+    if "Failed to load program" in msg + log or "processed " in log:
+        if "Operation not permitted" in msg + log and "processed " not in log:
+            return NotSupportedError(
+                f"the kernel refused to load the program for {what}: {msg}", feature="this program type",
+                alternative="a tracepoint",
+                cause="we hold the capabilities, so the kernel does not allow this program type "
+                      "(bcc's 'Need super-user privileges' hint is misleading here)",
+                next_step="see `ebpf-lab doctor` for what works on this kernel",
+            )
+        return VerifierError(
+            f"the kernel's verifier rejected the program for {what}:\n" + VerifierError.tail(log or msg),
+            log=log, program=text, stderr=log,
+            cause="the program does something the verifier cannot prove safe "
+                  "(an unchecked pointer, an unbounded loop, a too-large stack)",
+            next_step="read the last lines of the log above; the whole log is on the exception's .log",
+        )
+    errors = "\n".join(ln for ln in log.splitlines() if "error" in ln) or msg
+    return ProbeError(f"bcc could not compile the program for {what}:\n{errors}", program=text, stderr=log,
+                      cause="kernel headers missing or mismatched (bcc compiles against "
+                            "/lib/modules/$(uname -r)/build), or a C error in the program",
+                      next_step="run `ebpf-lab doctor`; the compiler's full output is on .stderr")
+
+
+def compile_quietly(bcc, text: str, *, what: str = "this probe", **kw):
+    """Compile (and auto-load, for bcc's TRACEPOINT_PROBE) a program with stderr captured.
+
+    A verifier rejection becomes :class:`VerifierError` (the whole log kept on
+    ``.log``, the last lines in the message); a compile error :class:`ProbeError`
+    with clang's messages; a refused program type :class:`NotSupportedError`.
+    """
+    with capture_stderr() as err:
+        try:
             return bcc.BPF(text=text.encode() if isinstance(text, str) else text, **kw)
-    except Exception as exc:  # bcc raises bare Exception
-        log = getattr(cap, "text", "")
-        msg = str(exc)
-        if "Failed to load program" in msg or "Failed to load program" in log or "processed " in log:
-            if "Operation not permitted" in (msg + log) and "processed " not in log:
-                raise NotSupportedError(
-                    f"the kernel refused to load the program: {msg}", feature="this program type",
-                    cause="we are root, so the kernel does not allow this program type "
-                          "(bcc's 'Need super-user privileges' hint is misleading here)",
-                    next_step="see `ebpf-lab doctor` for what works on this kernel",
-                ) from exc
-            raise VerifierError(
-                "the kernel's verifier rejected the program:\n" + VerifierError.tail(log or msg),
-                log=log, program=text, stderr=log,
-                cause="the program does something the verifier cannot prove safe "
-                      "(an unchecked pointer, an unbounded loop, a too-large stack)",
-                next_step="read the last lines of the log above; the whole log is on the exception's .log",
-            ) from exc
-        errors = "\n".join(ln for ln in log.splitlines() if "error" in ln) or msg
-        raise ProbeError(f"bcc could not compile the program:\n{errors}", program=text, stderr=log,
-                         cause="a C error in the generated or given program",
-                         next_step="fix the C shown above; the full compiler output is on .stderr") from exc
+        except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
+            failed = exc
+    raise _load_failure(failed, "".join(err), text, what) from failed
+
+
+def load_func_quietly(b, fn_name: str, prog_type, *, text: str = "", what: str = "this probe", **kw):
+    """``b.load_func`` with stderr captured and failures turned into the lab's errors."""
+    with capture_stderr() as err:
+        try:
+            return b.load_func(fn_name.encode(), prog_type, **kw)
+        except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
+            failed = exc
+    raise _load_failure(failed, "".join(err), text, what) from failed

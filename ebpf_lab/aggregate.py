@@ -112,21 +112,9 @@ def _run_program(make_text, *, argv, pid, duration, attach: Sequence[tuple[str, 
 
 def load_program_fn(b, bcc, fn: str, tp: str, text: str) -> None:
     """Load a second function of an already compiled module (VerifierError on rejection)."""
-    from .errors import VerifierError  # noqa: PLC0415
-    from .stream import capture_stderr  # noqa: PLC0415
+    from ._bcc import load_func_quietly  # noqa: PLC0415
 
-    with capture_stderr() as err:
-        try:
-            b.load_func(fn.encode(), bcc.BPF.TRACEPOINT)
-        except Exception as exc:  # noqa: BLE001 - bcc raises bare Exceptions
-            failed = exc
-        else:
-            failed = None
-    if failed is not None:
-        log = "".join(err)
-        raise VerifierError(f"the verifier rejected the program for tracepoint:{tp}:\n{VerifierError.tail(log)}",
-                            log=log, stderr=log, program=text,
-                            next_step="read the last lines above; the whole log is on .log")
+    load_func_quietly(b, fn, bcc.BPF.TRACEPOINT, text=text, what=f"tracepoint:{tp}")
 
 
 def _percpu_sum(table, key: int, fields: Sequence[str]) -> tuple[int, ...]:

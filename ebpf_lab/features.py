@@ -27,20 +27,19 @@ normally call ``ebpf_lab.doctor()`` rather than this module.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
+from ._bcc import capture_stderr
 from .privileges import effective_capabilities
 from .session import ProbeRun
 
@@ -112,35 +111,6 @@ ALTERNATIVES = {
 
 
 # --------------------------------------------------------------------------- helpers
-
-@contextlib.contextmanager
-def capture_stderr() -> Iterator[list[str]]:
-    """Send file descriptor 2 to a temporary file for the duration of the block.
-
-    bcc's C library (clang warnings, ``bpf: Failed to load program``) writes to
-    fd 2 directly, so redirecting ``sys.stderr`` is not enough. The captured text
-    is appended to the yielded list when the block ends.
-    """
-    out: list[str] = []
-    try:
-        sys.stderr.flush()
-    except Exception:  # noqa: BLE001 - a closed or odd stderr must not stop us
-        pass
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            try:
-                sys.stderr.flush()
-            except Exception:  # noqa: BLE001
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
-
 
 def _relevant(stderr: str, lines: int = 3) -> str:
     """The last few meaningful lines bcc printed (no clang warnings, no blank lines)."""

@@ -36,7 +36,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Sequence
 
-from .errors import NotSupportedError, ProbeError, UsageError
+from .errors import EbpfLabError, NotSupportedError, ProbeError, UsageError
 
 __all__ = ["ConnectBlock", "ConnectRule", "cgroup_program", "override_program", "signal_program"]
 
@@ -311,19 +311,19 @@ class ConnectBlock:
         try:
             self.cgroup = LabCgroup()
             self._run.on_close(self.cgroup.close)
-            self._bpf = _bcc.compile_quietly(bcc, self.program)
+            self._bpf = _bcc.compile_quietly(bcc, self.program, what=f"connect_block ({mechanism})")
             self._run.on_close(self._bpf.cleanup)
             if mechanism == "cgroup":
                 lib = _Libbpf()
                 for fn, attach in (("connect4", BPF_CGROUP_INET4_CONNECT), ("connect6", BPF_CGROUP_INET6_CONNECT)):
-                    prog = self._bpf.load_func(fn, bcc.BPF.CGROUP_SOCK_ADDR, attach_type=attach)
+                    prog = _bcc.load_func_quietly(self._bpf, fn, bcc.BPF.CGROUP_SOCK_ADDR, attach_type=attach,
+                                                  text=self.program, what=f"cgroup/{fn}")
                     self._links.append(lib.link_create(prog.fd, self.cgroup.fd, attach))
                 self._run.on_close(self._close_links)
             else:
-                self._bpf["scope"][0] = self.cgroup.fd
-                if mechanism == "signal":
-                    pass  # TRACEPOINT_PROBE attaches itself when compiled
-        except NotSupportedError:
+                # the TRACEPOINT_PROBE / kprobe__ functions attached themselves when compiled
+                self._bpf[b"scope"][0] = self.cgroup.fd
+        except EbpfLabError:
             self.close()
             raise
         except Exception as exc:
@@ -356,7 +356,7 @@ class ConnectBlock:
         """Connects seen in the cgroup: allowed, blocked, and hits per rule."""
         import pandas as pd  # noqa: PLC0415
 
-        hits = self._bpf["hits"]
+        hits = self._bpf[b"hits"]
         value = {int(k.value): int(v.value) for k, v in hits.items()}
         rows = [{"rule": "(allowed)", "hits": value.get(0, 0)}, {"rule": "(blocked)", "hits": value.get(1, 0)}]
         rows += [{"rule": r.describe(), "hits": value.get(2 + i, 0)} for i, r in enumerate(self.rules)]

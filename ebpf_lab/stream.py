@@ -20,7 +20,6 @@ an error or Ctrl-C the program is detached and unloaded and the command killed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -28,13 +27,12 @@ import warnings
 from typing import Sequence
 
 from . import codegen
+from ._bcc import capture_stderr, compile_quietly, load_func_quietly
 from .errors import (
     AttachError,
-    NotSupportedError,
     ProbeError,
     UnknownProbeError,
     UsageError,
-    VerifierError,
 )
 from .session import ProbeRun, resolve_command
 
@@ -49,25 +47,6 @@ class EventsLostWarning(RuntimeWarning):
 
 
 # --------------------------------------------------------------------------- helpers
-
-@contextlib.contextmanager
-def capture_stderr():
-    """Collect what C libraries (libbcc, the verifier log) write to fd 2 while inside.
-
-    Yields a list that holds the captured text after the block.
-    """
-    out: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
-        try:
-            os.dup2(tmp.fileno(), 2)
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
-
 
 def _suggest(probe: str) -> list[str]:
     try:
@@ -148,40 +127,11 @@ def load_program(run: ProbeRun, bcc, program: codegen.Program | str, *, probe: s
     rejection VerifierError with the whole log on ``.log``.
     """
     text = program.text if isinstance(program, codegen.Program) else program
-    with capture_stderr() as err:
-        try:
-            b = bcc.BPF(text=text.encode())
-        except Exception as exc:  # bcc raises a bare Exception
-            failed = exc
-        else:
-            failed = None
-    if failed is not None:
-        log = "".join(err)
-        raise ProbeError(f"bcc could not compile the program for {probe}: {failed}",
-                         stderr=log, program=text,
-                         cause="kernel headers missing or mismatched (bcc compiles against "
-                         "/lib/modules/$(uname -r)/build), or a bug in the generated C",
-                         next_step="run `ebpf-lab doctor`; the compiler's messages are on .stderr")
+    b = compile_quietly(bcc, text, what=probe)
     run.on_close(b.cleanup)
     if prog_type is None:
         prog_type = bcc.BPF.TRACEPOINT
-    with capture_stderr() as err:
-        try:
-            fn = b.load_func(fn_name.encode(), prog_type)
-        except Exception as exc:  # noqa: BLE001
-            failed = exc
-        else:
-            failed = None
-    if failed is not None:
-        log = "".join(err)
-        if "Operation not permitted" in str(failed) + log and "processed" not in log:
-            raise NotSupportedError(f"the kernel refused to load the program for {probe}: {failed}",
-                                    feature="this program type", alternative="a tracepoint",
-                                    cause="the kernel does not allow this BPF program type")
-        raise VerifierError(f"the verifier rejected the program for {probe}:\n{VerifierError.tail(log)}",
-                            log=log, stderr=log, program=text,
-                            cause="the program does something the verifier cannot prove safe",
-                            next_step="read the last lines above; the whole log is on .log")
+    fn = load_func_quietly(b, fn_name, prog_type, text=text, what=probe)
     return b, fn
 
 

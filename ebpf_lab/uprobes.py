@@ -151,7 +151,7 @@ def function_hits(target: str, offsets: Sequence[int], *, command, timeout: floa
     """
     import pandas as pd  # noqa: PLC0415
 
-    from ._bcc import _CapturedStderr, compile_quietly, load_bcc, require_root  # noqa: PLC0415
+    from ._bcc import capture_stderr, compile_quietly, load_bcc, require_root  # noqa: PLC0415
     from .session import ProbeRun  # noqa: PLC0415
 
     kind, binary, function = _parse_target(target)
@@ -187,7 +187,7 @@ def function_hits(target: str, offsets: Sequence[int], *, command, timeout: floa
         b["pids"][ctypes.c_uint(held.pid)] = ctypes.c_ubyte(1)
         for i, off in enumerate(offsets):
             try:
-                with _CapturedStderr():  # bcc prints its own attach errors on fd 2
+                with capture_stderr():  # bcc prints its own attach errors on fd 2
                     if kind == "uprobe":
                         b.attach_uprobe(name=binary, sym=function, sym_off=off, fn_name=f"hit_{i}", pid=-1)
                     else:
