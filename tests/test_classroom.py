@@ -139,3 +139,81 @@ def test_real_class_of_four_on_exercise_01_1(tmp_path):
     with open(res.gradebook, newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 4
     shutil.rmtree(subs)
+
+
+# --------------------------------------------------------------------------- deployment for a class
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "jupyterhub"
+
+
+def _load_hub_config(monkeypatch, tmp_path, **env):
+    """Run deploy/jupyterhub/jupyterhub_config.py the way JupyterHub does (traitlets), with ``env``."""
+    import ast
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    ast.parse((DEPLOY / "jupyterhub_config.py").read_text())
+    for k in ("EBPF_LAB_LEARNER", "EBPF_LAB_TEACHER", "EBPF_LAB_TLS_CERT", "EBPF_LAB_TLS_KEY", "EBPF_LAB_HOME"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("EBPF_LAB_VM_MARKER", str(tmp_path / "marker"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return PyFileConfigLoader("jupyterhub_config.py", path=str(DEPLOY)).load_config()
+
+
+@pytest.mark.unit
+def test_hub_refuses_to_start_off_a_learner_vm(monkeypatch, tmp_path):
+    with pytest.raises(SystemExit, match="not a dedicated learner VM"):
+        _load_hub_config(monkeypatch, tmp_path, EBPF_LAB_LEARNER="alice")
+    (tmp_path / "marker").write_text("")
+    with pytest.raises(SystemExit, match="EBPF_LAB_LEARNER"):
+        _load_hub_config(monkeypatch, tmp_path)
+
+
+@pytest.mark.unit
+def test_hub_config_key_settings(monkeypatch, tmp_path):
+    (tmp_path / "marker").write_text("")
+    c = _load_hub_config(monkeypatch, tmp_path, EBPF_LAB_LEARNER="alice")
+    assert c.JupyterHub.bind_url == "http://127.0.0.1:8000"          # loopback unless TLS is given
+    assert "ssl_cert" not in c.JupyterHub
+    assert c.JupyterHub.hub_ip == "127.0.0.1"
+    assert c.Authenticator.allowed_users == {"alice"} and c.Authenticator.admin_users == set()
+    assert c.JupyterHub.admin_access is False
+    assert c.JupyterHub.spawner_class == "jupyterhub.spawner.SimpleLocalProcessSpawner"   # root, in this VM only
+    assert "--MultiKernelManager.default_kernel_name=ebpf-lab" in c.Spawner.args
+    assert "--ServerApp.ip=127.0.0.1" in c.Spawner.args
+    assert c.Spawner.cmd == ["/opt/ebpf-lab/.venv/bin/jupyterhub-singleuser"]
+    assert c.Spawner.notebook_dir == "/opt/ebpf-lab/notebooks"
+    assert (Path(__file__).resolve().parents[1] / "notebooks" / Path(c.Spawner.default_url).name).exists()
+
+    tls = _load_hub_config(monkeypatch, tmp_path, EBPF_LAB_LEARNER="alice", EBPF_LAB_TEACHER="prof",
+                           EBPF_LAB_TLS_CERT="/c.pem", EBPF_LAB_TLS_KEY="/k.pem")
+    assert tls.JupyterHub.bind_url.startswith("https://")
+    assert (tls.JupyterHub.ssl_cert, tls.JupyterHub.ssl_key) == ("/c.pem", "/k.pem")
+    assert tls.Authenticator.allowed_users == {"alice", "prof"} and tls.Authenticator.admin_users == {"prof"}
+
+
+@pytest.mark.unit
+def test_cloud_init_provisions_one_learner_vm_for_that_config():
+    import ast
+
+    import yaml
+
+    text = (DEPLOY / "learner-vm.cloud-init.yaml").read_text()
+    assert text.startswith("#cloud-config\n")
+    data = yaml.safe_load(text)
+    learner = data["users"][0]
+    assert not learner.get("sudo") and "sudo" not in learner.get("groups", [])     # the login is not root
+    files = {f["path"]: f["content"] for f in data["write_files"]}
+    config = (DEPLOY / "jupyterhub_config.py").read_text()
+    marker = next(n.value.args[1].value for n in ast.walk(ast.parse(config))
+                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "MARKER")
+    assert marker in files                                                          # the config's guard is met
+    env = dict(line.split("=", 1) for line in files["/etc/ebpf-lab/hub.env"].splitlines()
+               if line and not line.startswith("#"))
+    assert env["EBPF_LAB_LEARNER"] == learner["name"]
+    unit = files["/etc/systemd/system/ebpf-lab-hub.service"]
+    assert "-f /opt/ebpf-lab/deploy/jupyterhub/jupyterhub_config.py" in unit
+    assert "EnvironmentFile=/etc/ebpf-lab/hub.env" in unit
+    cmds = [" ".join(map(str, c)) for c in data["runcmd"]]
+    assert any(c == "make -C /opt/ebpf-lab setup" for c in cmds)
