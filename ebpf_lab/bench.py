@@ -18,7 +18,7 @@ Run it::
 
     $ sudo ebpf-lab bench            # N = 2,000,000, 3 repetitions, about 2 minutes
     $ sudo ebpf-lab bench --quick    # N = 20,000, 1 repetition (what the test runs)
-    $ python -m ebpf_lab.bench --n 500000 --repeat 5 --json out.json
+    $ sudo .venv/bin/python -m ebpf_lab.bench --n 500000 --repeat 5 --json out.json
 
 or from Python: ``report = run_benchmark(n=20_000, repeat=1); print(report.render())``.
 The measured table lives in docs/BENCHMARK.md.
