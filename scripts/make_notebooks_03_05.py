@@ -338,7 +338,7 @@ def nb04():
         import pandas as pd
 
         import ebpf_lab
-        from ebpf_lab import btf, recorded
+        from ebpf_lab import btf, lessons, recorded
         from ebpf_lab.workloads import workload
 
         %load_ext ebpf_lab
@@ -536,7 +536,7 @@ def nb05():
         import pandas as pd
 
         import ebpf_lab
-        from ebpf_lab import ConnectBlock, ConnectRule, recorded
+        from ebpf_lab import ConnectBlock, ConnectRule, lessons, recorded
         from ebpf_lab.firewall import cgroup_program, override_program, signal_program
         from ebpf_lab.workloads import workload
         """),
