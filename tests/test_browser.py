@@ -189,8 +189,33 @@ def test_notebook_01_runs_in_jupyterlab_and_renders_tables_plots_and_widgets(lab
             expect(stop).to_be_disabled()
             expect(live.locator("table.ebpf-lab-top").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "live_view.png"), full_page=True)
+
+            # the probe picker: it renders, and picker.insert() (set_next_input) makes the next cell,
+            # which runs as a %%bpftrace cell and shows its events as a table
+            live_cell = cells.filter(has_text="live_syscalls(command=")
+            live_cell.locator(".jp-InputPrompt").click()      # focus back on the notebook, off the widget
+            page.keyboard.press("Escape")
+            page.keyboard.press("b")
+            page.keyboard.press("Enter")
+            page.keyboard.insert_text("from ebpf_lab.widgets import ProbePicker\n"
+                                      "picker = ProbePicker('tracepoint:syscalls:sys_enter_open*')\n"
+                                      "display(picker)\n"
+                                      "picker.select('tracepoint:syscalls:sys_enter_openat', ['filename'])\n"
+                                      "picker.insert();")
+            page.keyboard.press("Shift+Enter")
+            expect(page.locator(".jp-OutputArea-output .widget-select select").first).to_be_visible(timeout=60_000)
+            inserted = cells.filter(has_text="--columns comm,pid:int,filename")
+            expect(inserted).to_have_count(1)
+            inserted.locator(".jp-InputArea-editor").click()
+            page.keyboard.press("Shift+Enter")
+            expect(inserted.locator(".jp-OutputArea-output table.dataframe")).to_be_visible(timeout=60_000)
+            expect(inserted.locator(".jp-OutputArea-output table.dataframe")).to_contain_text("/etc/ld.so.cache")
+            page.screenshot(path=str(ARTIFACTS / "probe_picker.png"), full_page=True)
             errors = [t for t in page.locator(STDERR).all_inner_texts() if "Traceback" in t or "Error" in t]
             assert not errors, errors
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
         finally:
             ctx.close()
 
