@@ -21,10 +21,10 @@ a ``%%bpftrace`` cell or a ``trace()`` call for the chosen probe and fields::
     picker                     # choose a probe and fields; the code appears below
     picker.insert()            # in a cell: the code becomes the next cell
 
-A button click reaches the kernel outside any cell's execution, where
-JupyterLab ignores "put this in the next cell" (``set_next_input``); so the
-picker's button copies the code into the text box, and ``picker.insert()``
-(run in a cell) does the insertion.
+JupyterLab honours "put this in the next cell" (``set_next_input``) only in
+the reply to a cell's execution, not from a button click (a widget message);
+so the insertion is ``picker.insert()``, run in a cell (tests/test_browser.py
+checks it in JupyterLab).
 
 Introduced in notebook 02 (syscall activity).
 """
@@ -430,17 +430,16 @@ class ProbePicker:
         self.style = w.ToggleButtons(options=[("%%bpftrace cell", "bpftrace"), ("trace() call", "trace")],
                                      value="bpftrace")
         self.text = w.Textarea(rows=6, layout=w.Layout(width="95%"))
-        self.insert_button = w.Button(description="copy to text box", icon="copy",
-                                      tooltip="then run picker.insert() in a cell, or copy the text")
+        self.hint = w.HTML("<i>run <code>picker.insert()</code> in a cell to make this code the next cell, "
+                           "or copy it from the box</i>")
         self.info = w.HTML()
         self._decls: dict[str, str] = {}
         self.filter.observe(self._on_filter, names="value")
         self.probes.observe(self._on_probe, names="value")
         self.fields.observe(self._refresh, names="value")
         self.style.observe(self._refresh, names="value")
-        self.insert_button.on_click(lambda _b: self._refresh())
         self.widget = w.VBox([self.filter, w.HBox([self.probes, self.fields]), self.style, self.text,
-                              w.HBox([self.insert_button, self.info])])
+                              w.HBox([self.hint, self.info])])
         self.probes.value = self._all[0]
 
     def _on_filter(self, change) -> None:
