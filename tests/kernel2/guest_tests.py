@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -124,18 +126,27 @@ def _lsm_run(wl, deny: bool):
     return held.proc.returncode, out, names
 
 
-def test_lsm_file_open_sees_every_open():
+@pytest.fixture
+def shm_dir():
+    """A directory on tmpfs. Not /tmp: in the guest /tmp is an overlayfs, which opens each
+    file a second time on its upper layer, so file_open would fire twice per open()."""
+    path = tempfile.mkdtemp(prefix="ebpf-lab-lsm-", dir="/dev/shm")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_lsm_file_open_sees_every_open(shm_dir):
     need("LSM")
-    wl = workload("open", N, name=random_name(prefix="l"))
+    wl = workload("open", N, name=random_name(prefix="l"), dir=shm_dir)
     rc, _, names = _lsm_run(wl, deny=False)
     assert rc == 0
     ours = {n: c for n, c in names.items() if n.startswith(wl.expected["prefix"] + "-")}
     assert ours == {os.path.basename(p): 1 for p in wl.expected["paths"]}
 
 
-def test_lsm_program_can_deny_the_workloads_opens():
+def test_lsm_program_can_deny_the_workloads_opens(shm_dir):
     need("LSM")
-    wl = workload("open", N, name=random_name(prefix="d"))
+    wl = workload("open", N, name=random_name(prefix="d"), dir=shm_dir)
     rc, out, names = _lsm_run(wl, deny=True)
     # the LSM hook runs after O_CREAT made each file, and refuses to open it (-EPERM)
     assert rc == 0
