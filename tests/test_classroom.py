@@ -103,6 +103,10 @@ def test_gradebook_csv_and_reports(tmp_path, fake_grade):
     assert lines[0] == "alice 01.1: passed 4/4" and len(lines) == 4
     assert res.totals() == {"alice": (4.0, 8.0), "bob": (0.0, 4.0 + classroom.spec_points(two))}
     assert str(res.frame()["score"].dtype) == "float64"
+    table = res.pivot()
+    assert list(table.columns) == ["01.1", "01.2", "total", "max"]
+    assert table.loc["alice"].tolist() == [4.0, 0.0, 4.0, 8.0]
+    assert "<table" in res._repr_html_() and "gradebook.csv" in res._repr_html_()
     text = (out / "learners" / "alice.txt").read_text()
     assert "01.2" in text and "hidden check 1" in text and "the answer" not in text   # hidden stays hidden
     data = json.loads((out / "learners" / "bob.json").read_text())

@@ -99,6 +99,18 @@ class ClassResult:
         df = pd.DataFrame(self.rows, columns=COLUMNS)
         return df.astype({"score": "float64", "max_score": "float64"})
 
+    def pivot(self):
+        """One row per learner, one column per exercise (its score), then ``total`` and ``max``."""
+        df = self.frame()
+        table = df.pivot(index="learner", columns="exercise", values="score")
+        table.columns.name = None
+        sums = df.groupby("learner")[["score", "max_score"]].sum()
+        return table.assign(total=sums["score"], max=sums["max_score"])
+
+    def _repr_html_(self) -> str:
+        where = f"<p>gradebook: <code>{self.gradebook}</code></p>" if self.gradebook else ""
+        return self.pivot().to_html() + where
+
     def totals(self) -> dict[str, tuple[float, float]]:
         """learner -> (score, max_score) over every graded exercise."""
         out: dict[str, tuple[float, float]] = {}
