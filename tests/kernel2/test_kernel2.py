@@ -32,6 +32,10 @@ GUEST = ROOT / "tests" / "kernel2" / "guest.py"
 PY = ROOT / ".venv" / "bin" / "python"
 STEPS = "facts,doctor,pytest,grade,notebooks,selftest"
 MUST_BE_OK = ("kprobe", "kretprobe", "fentry/fexit", "LSM")
+# the first test of a module boots the VM inside its fixture, which counts against its pytest
+# timeout: software emulation on a loaded 2-core machine takes tens of minutes for the suite
+BOOT_TIMEOUT = 4800
+pytestmark = pytest.mark.timeout(BOOT_TIMEOUT + 600)
 TIMING_FILE = Path(os.environ.get("EBPF_LAB_KERNEL_CACHE", "/var/cache/ebpf-lab/kernels")) / "last_kernel2_run.json"
 
 
@@ -79,7 +83,8 @@ def run_guest(tmp_dir: Path, kernel: str, steps: str) -> tuple[Path, dict, vm.Vm
     outdir = tmp_dir / "guest"
     outdir.mkdir()
     os.chmod(outdir, 0o777)
-    result = vm.boot(f"{PY} {GUEST} {outdir} --steps {steps}", kernel=kernel, rwdirs=[outdir])
+    result = vm.boot(f"{PY} {GUEST} {outdir} --steps {steps}", kernel=kernel, rwdirs=[outdir],
+                     timeout=BOOT_TIMEOUT)
     if result.timed_out or not (outdir / "done").exists():
         pytest.fail(f"the {kernel} kernel did not run the guest suite to the end (exit {result.returncode}, "
                     f"timed out: {result.timed_out}, {result.elapsed:.0f} s). Console:\n{result.tail(60)}")

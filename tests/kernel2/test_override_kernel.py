@@ -21,7 +21,9 @@ import pytest
 
 from ebpf_lab import vm
 
-from test_kernel2 import _tail, assert_notebook_ran_live, assert_pytest_step_passed, run_guest
+from test_kernel2 import BOOT_TIMEOUT, _tail, assert_notebook_ran_live, assert_pytest_step_passed, run_guest
+
+pytestmark = pytest.mark.timeout(BOOT_TIMEOUT + 600)
 
 
 @pytest.fixture(scope="module")
