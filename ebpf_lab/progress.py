@@ -3,7 +3,8 @@
 A tracing run with a duration, a grading run over many exercises or a whole
 class: each shows how far it got. In JupyterLab that is an ipywidgets bar with
 a line of text; in a terminal a bar redrawn in place on stderr (or, when stderr
-is not a terminal -- a CI log -- one plain line per step)::
+is not a terminal -- a CI log -- a plain line per step that says something new,
+at most one every ``LOG_EVERY`` seconds otherwise)::
 
     >>> from ebpf_lab.progress import Progress
     >>> with Progress(total=3, desc="grading") as bar:      # doctest: +SKIP
@@ -27,6 +28,7 @@ from typing import IO
 __all__ = ["Progress", "in_notebook", "text_bar", "timed"]
 
 BAR_WIDTH = 30
+LOG_EVERY = 10.0    # seconds between progress lines in a log when nothing new happened
 
 
 def in_notebook() -> bool:
@@ -94,7 +96,8 @@ class Progress:
         self._stream = stream if stream is not None else sys.stderr
         self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
         self._lock = threading.Lock()
-        self._last_draw = 0.0
+        self._last_draw = time.monotonic()
+        self._last_note = ""
         self.widget = None
         if mode == "widget":
             self._make_widget()
@@ -155,11 +158,14 @@ class Progress:
             if force or now - self._last_draw >= 0.1:
                 self._write("\r" + self.text().ljust(79)[:79])
                 self._last_draw = now
-        elif force or (self.total and self.done >= self.total):
+        elif (force or self.note != self._last_note or now - self._last_draw >= LOG_EVERY
+              or (self.total and self.done >= self.total)):
+            # a log (CI, a file): a line per new step, or every LOG_EVERY seconds, never a flood
             line = self.text()
             if not self.lines or self.lines[-1] != line:
                 self._write(line + "\n")
                 self.lines.append(line)
+            self._last_draw, self._last_note = now, self.note
 
     def _write(self, text: str) -> None:
         try:

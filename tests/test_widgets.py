@@ -68,10 +68,12 @@ def test_progress_text_in_a_log_and_a_bar():
         bar.line("01.1 check 1: passed")
         bar.update(1, note="01.1")
         bar.update(1, note="01.2")
+        bar.update(0, note="01.2")                     # nothing new: no new line in the log
     lines = log.getvalue().splitlines()
     assert lines[0].startswith("grading [....") and lines[1] == "01.1 check 1: passed"
-    assert lines[-1].startswith("grading [##############################]  2/2 100%")
-    assert len(lines) == 3      # not one line per update in a log: start, the callback line, the end
+    assert lines[2].startswith("grading [###############...............]  1/2  50%") and lines[2].endswith("01.1")
+    assert lines[3].startswith("grading [##############################]  2/2 100%") and lines[3].endswith("01.2")
+    assert len(lines) == 4      # start, the callback's line, one per step; the end repeats nothing
     with pytest.raises(UsageError):
         Progress(mode="loud")
 
