@@ -33,7 +33,15 @@ ARTIFACTS = ROOT / "artifacts" / "browser"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PLOT_CELL = 21          # the first cell of notebook 01 that draws a figure (plots.log2_hist)
+
+
+def _first_plot_cell() -> int:
+    """Index of notebook 01's first cell that draws a figure (``plots.``): run up to it."""
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    return next(i for i, c in enumerate(cells) if c["cell_type"] == "code" and "plots." in "".join(c["source"]))
+
+
+PLOT_CELL = _first_plot_cell()      # 21 when this was written
 STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 
 pytestmark = [pytest.mark.browser, pytest.mark.privileged]
