@@ -157,6 +157,12 @@ def _cmd_grade(ns: argparse.Namespace) -> int:
     if ns.all and ns.target:
         raise UsageError("give either exercise ids/chapters or --all, not both")
     targets = None if (ns.all or not ns.target) else ns.target
+    if ns.submissions:
+        # a class: every learner's folder, a CSV gradebook and a results file per learner
+        from .grader import classroom
+
+        return classroom.main(["--submissions", ns.submissions, "--out", ns.output or "gradebook",
+                               *(["--exercises", *targets] if targets else [])])
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -252,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--all", action="store_true", help="grade every exercise")
     s.add_argument("--solutions", action="store_true", help="grade the reference solutions instead")
     s.add_argument("--format", choices=("text", "json", "gradescope", "exercism"), default="text")
-    s.add_argument("--output", help="write the results to this file")
+    s.add_argument("--output", help="write the results to this file (with --submissions: a folder)")
+    s.add_argument("--submissions", metavar="DIR",
+                   help="grade a class: DIR holds one folder per learner (see docs/CLASSROOM.md)")
     s.set_defaults(fn=_cmd_grade)
 
     s = sub.add_parser("hint", help="show the next hint of an exercise")
