@@ -20,6 +20,7 @@ import time
 from typing import Sequence
 
 from .errors import UnknownProbeError, UsageError
+from .progress import for_duration
 from .session import ProbeRun, resolve_command
 
 __all__ = ["histogram", "syscall_counts", "syscall_latency"]
@@ -90,8 +91,9 @@ def _run_program(make_text, *, argv, pid, duration, attach: Sequence[tuple[str, 
                 held.release()
             if duration is not None:
                 end = started + duration
-                while time.monotonic() < end:
-                    time.sleep(min(0.05, max(0.0, end - time.monotonic())))
+                with for_duration(duration, desc="counting in the kernel"):
+                    while time.monotonic() < end:
+                        time.sleep(min(0.05, max(0.0, end - time.monotonic())))
             elif held is not None:
                 held.proc.wait()
             else:

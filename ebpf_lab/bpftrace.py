@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 
 
 from . import bpftrace_json as bj
+from .progress import for_duration
 from .errors import (
     AttachError,
     BackendMissingError,
@@ -416,8 +417,9 @@ def run(program: str, *, command: str | Sequence[str] | None = None, pid: int | 
             return any(_KPROBE_SKIPPED.search(ln) for ln in list(err_lines))
 
         try:
-            interrupted, timed_out, aborted = _wait(proc, collector, started, duration, timeout,
-                                                    abort=kprobes_skipped)
+            with for_duration(duration, desc="bpftrace"):
+                interrupted, timed_out, aborted = _wait(proc, collector, started, duration, timeout,
+                                                        abort=kprobes_skipped)
         except BaseException:
             _signal_group(proc, signal.SIGKILL)
             raise

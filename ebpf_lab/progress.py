@@ -25,10 +25,11 @@ import threading
 import time
 from typing import IO
 
-__all__ = ["Progress", "in_notebook", "text_bar", "timed"]
+__all__ = ["Progress", "for_duration", "in_notebook", "text_bar", "timed"]
 
 BAR_WIDTH = 30
 LOG_EVERY = 10.0    # seconds between progress lines in a log when nothing new happened
+SHOW_FROM = 2.0     # runs shorter than this (seconds) show no progress
 
 
 def in_notebook() -> bool:
@@ -234,3 +235,16 @@ class timed:
         if exc_type is None:
             self.progress.set(self.seconds)
         self.progress.__exit__(exc_type, *exc)
+
+
+def for_duration(seconds: float | None, *, desc: str):
+    """A :class:`timed` display for a run of ``seconds``, or a no-op for short or open-ended runs.
+
+    What ``bpftrace(duration=...)``, ``trace(duration=...)`` and
+    ``syscall_counts(duration=...)`` wrap their waiting in.
+    """
+    import contextlib  # noqa: PLC0415
+
+    if seconds is None or seconds < SHOW_FROM:
+        return contextlib.nullcontext()
+    return timed(seconds, desc=desc)

@@ -34,6 +34,7 @@ from .errors import (
     UnknownProbeError,
     UsageError,
 )
+from .progress import for_duration
 from .session import ProbeRun, resolve_command
 
 __all__ = ["EventsLostWarning", "trace"]
@@ -408,6 +409,9 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
         started = time.monotonic()
         cpu0 = time.thread_time()
         deadline = started + duration if duration is not None else None
+        bar = for_duration(duration, desc=f"trace {spec.probe}")
+        bar.__enter__()
+        run.on_close(lambda: bar.__exit__(None, None, None))
         try:
             if held is not None:
                 held.release()

@@ -137,4 +137,7 @@ def check(exercise_id: str, *, solutions: bool = False) -> ExerciseResult:
     if len(specs) != 1:
         raise UsageError(f"{exercise_id!r} names {len(specs)} exercises",
                          next_step="give one exercise id, such as ebpf_lab.check('02.3')")
-    return grade([specs[0].id], solutions=solutions).exercises[0]
+    from ..progress import Progress  # noqa: PLC0415
+
+    with Progress(desc=f"grading {specs[0].id}") as bar:
+        return grade([specs[0].id], solutions=solutions, progress=bar.line).exercises[0]
