@@ -425,6 +425,11 @@ def _fmt(value, spec: str = ",.0f", none: str = "-") -> str:
 
 # what we know about a row whose delivered + lost misses N
 _INEXACT_WHY = {
+    "bpftrace_printf": "bpftrace reads a perf buffer, and the kernel reports a perf-buffer loss only inside "
+                       "the next record that fits: events dropped near the end of a run, when no later event "
+                       "follows, are lost without any 'Lost N events' line",
+    "bcc_perf": "the perf buffer reports a loss only inside the next record that fits, so events dropped near "
+                "the end of a run never reach lost_cb: the callback tool cannot know",
     "perf_trace": "perf trace -s printed no LOST record, yet its summary missed syscalls: in our runs a few "
                   "of 20,000 on a quiet machine (19,994 to 19,999), and 33,505 of 50,000 on a heavily loaded "
                   "one; plain `perf trace` without -s printed all 20,000 in six runs of ours",
