@@ -16,7 +16,8 @@ Steps:
   pytest      the privileged tests of what the host kernel lacks (guest_tests.py
               and selected tests/test_*.py items), junit XML in OUTDIR
   grade       every kprobe/fentry/LSM exercise: solutions must pass, stubs fail
-              (`ebpf-lab grade ... --solutions` and without), JSON in OUTDIR
+              (`ebpf-lab grade ... --solutions` and without), JSON in OUTDIR;
+              grade=override: the exercises that need override()
   notebooks   notebooks 03 and 04 executed with nbclient (real mechanisms here);
               notebooks=05 (or 03+04+05) picks the chapters
   selftest    a pytest run with one deliberately failing test: the host checks
@@ -49,9 +50,12 @@ HOST_SUITE_ITEMS = [
 OVERRIDE_ITEMS = [
     "tests/test_firewall.py::test_override_mechanism_where_the_kernel_allows_it",
 ]
-# what chapters/needs make an exercise "kprobe, fentry or LSM"
-GUEST_NEEDS = {"kprobe", "kretprobe", "fentry/fexit", "LSM", "override"}
-GUEST_CHAPTER_WORDS = ("kprobe", "fentry", "kfunc", "lsm", "override")
+# which exercises each kernel grades: those that need what the host kernel lacks. Chapter 03's
+# exercises need only uprobes, but grade their kprobe variant where kprobes work: graded too.
+GRADED_HERE = {
+    "stock": ({"kprobe", "kretprobe", "fentry/fexit", "LSM"}, ("kprobe",)),
+    "override": ({"override"}, ()),
+}
 
 ALL_STEPS = ["facts", "doctor", "pytest", "grade", "notebooks", "selftest"]
 
@@ -124,23 +128,24 @@ def step_pytest(env, outdir):
                    env, outdir, "pytest")
 
 
-def _guest_exercises() -> list[str]:
+def _guest_exercises(kernel: str) -> list[str]:
     sys.path.insert(0, str(ROOT))
     from ebpf_lab.grader import exercises  # noqa: PLC0415
 
+    wanted, chapter_words = GRADED_HERE[kernel]
     chosen = []
     for eid, spec in exercises().items():
         needs = {n for t in spec.trials for n in t.needs}
-        if needs & GUEST_NEEDS or any(w in spec.chapter.lower() for w in GUEST_CHAPTER_WORDS):
+        if needs & wanted or any(w in spec.chapter.lower() for w in chapter_words):
             chosen.append(eid)
     return sorted(chosen)
 
 
-def step_grade(env, outdir):
-    ids = _guest_exercises()
+def step_grade(env, outdir, kernel="stock"):
+    ids = _guest_exercises(kernel)
     (outdir / "grade_ids.json").write_text(json.dumps(ids))
     if not ids:
-        return {"returncode": 1, "error": "no kprobe/fentry/LSM exercise found"}
+        return {"returncode": 1, "error": f"no exercise to grade on the {kernel} kernel"}
     sol = _run([PY, "-m", "ebpf_lab", "grade", *ids, "--solutions", "--format", "json",
                 "--output", str(outdir / "grade_solutions.json")], env, outdir, "grade_solutions")
     stub = _run([PY, "-m", "ebpf_lab", "grade", *ids, "--format", "json",

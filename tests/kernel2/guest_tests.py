@@ -122,7 +122,7 @@ def _lsm_run(wl, deny: bool):
         run.on_close(b.cleanup)
         held.release()
         out, _ = held.proc.communicate(timeout=600)
-        names = {bytes(k.s).split(b"\0", 1)[0].decode(): v.value for k, v in b["opened"].items()}
+        names = {bytes(k.s).split(b"\0", 1)[0].decode(): v.value for k, v in b[b"opened"].items()}
     return held.proc.returncode, out, names
 
 
@@ -170,11 +170,11 @@ def test_bcc_kprobe_counts_exactly_with_matching_headers():
                           f"  if ((bpf_get_current_pid_tgid() >> 32) != {held.pid}) return 0;\n"
                           "  int k = 0; hits.increment(k); return 0; }\n").encode())
         run.on_close(b.cleanup)
-        b.attach_kprobe(event=b.get_syscall_fnname("getppid"), fn_name="on_getppid")
+        b.attach_kprobe(event=b.get_syscall_fnname(b"getppid"), fn_name=b"on_getppid")
         held.release()
         held.proc.wait(timeout=600)
         assert held.proc.returncode == 0
-        assert b["hits"][ctypes.c_int(0)].value == N
+        assert b[b"hits"][ctypes.c_int(0)].value == N
 
 
 def test_override_makes_connect_fail_with_eperm():

@@ -21,7 +21,15 @@ import pytest
 
 from ebpf_lab import vm
 
-from test_kernel2 import BOOT_TIMEOUT, _tail, assert_notebook_ran_live, assert_pytest_step_passed, run_guest
+from test_kernel2 import (
+    BOOT_TIMEOUT,
+    _tail,
+    assert_exercise_stubs_fail,
+    assert_notebook_ran_live,
+    assert_pytest_step_passed,
+    assert_solutions_pass,
+    run_guest,
+)
 
 pytestmark = pytest.mark.timeout(BOOT_TIMEOUT + 600)
 
@@ -34,7 +42,7 @@ def override(tmp_path_factory):
             pytest.fail(ready.reason)
         pytest.skip(ready.reason)
     outdir, results, boot = run_guest(tmp_path_factory.mktemp("override"), "override",
-                                      "facts,doctor,override,notebooks=05")
+                                      "facts,doctor,override,grade=override,notebooks=05")
     print(f"\n[kernel2:override] booted {boot.kernel}, {boot.elapsed:.0f} s in all")
     return outdir, results
 
@@ -62,6 +70,13 @@ def test_override_paths_pass_inside(override):
     names = [c["name"] for c in cases]
     assert any("test_override_mechanism_where_the_kernel_allows_it" in n for n in names), names
     assert any("test_override_makes_connect_fail_with_eperm" in n for n in names), names
+
+
+@pytest.mark.kernel2
+def test_override_exercises_grade_for_real_inside(override):
+    outdir, results = override
+    assert_solutions_pass(outdir, results)
+    assert_exercise_stubs_fail(outdir, results)
 
 
 @pytest.mark.kernel2
