@@ -188,8 +188,8 @@ def test_quick_benchmark_measures_every_row_exactly():
             assert r.events + r.lost == n, r                        # filtered to the workload's pid
             if spec.kind == "count":
                 assert (r.events, r.lost) == (n, 0), r
-        else:                                                        # perf trace -s: see _INEXACT_WHY
-            assert 0 < r.events <= n, r
+        else:   # perf buffers and perf trace -s may lose events unreported (bench._INEXACT_WHY)
+            assert 0 < r.events and r.events + r.lost <= n, r       # never more: the pid filter holds
     trace = report.row("trace")
     assert trace.extra["columns"] == list(bench_rows.TRACE_FIELDS)
     assert trace.extra["bytes_per_event"] > 0
