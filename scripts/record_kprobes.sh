@@ -22,6 +22,7 @@ VNG=${VNG:-$HOME_DIR/.venv/bin/vng}
 export PATH="$(dirname "$VNG"):$PATH"
 [ -x "$VNG" ] || { echo "no vng: .venv/bin/pip install virtme-ng" >&2; exit 2; }
 OUT=$(mktemp -d /tmp/ebpf-lab-recorded.XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
 chmod 755 "$OUT"
 cat > "$OUT/guest.sh" <<GUEST
 #!/bin/sh
@@ -70,4 +71,3 @@ for f in "$OUT"/*.json; do
     cp "$f" notebooks/recorded/
     echo "recorded notebooks/recorded/$(basename "$f")"
 done
-rm -rf "$OUT"
