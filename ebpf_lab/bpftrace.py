@@ -196,6 +196,15 @@ def diagnose(stderr: str, *, stdout: Sequence[str] = (), program: str = "", exit
                 f"bpftrace refused the kfunc probe: {msg}\n{excerpt}", feature="fentry/fexit (kfunc)",
                 alternative="tracepoints (tracepoint:syscalls:*) or raw tracepoints",
                 cause="this kernel refuses BPF tracing programs (fentry/fexit)")
+        if "available_filter_functions" in msg and re.search(r"\bk(ret)?func:", program):
+            # 0.17 reads the traceable-function list to resolve a kfunc's args->; it is EPERM here
+            return NotSupportedError(
+                f"bpftrace cannot resolve the kfunc probe's arguments: {msg}\n{excerpt}",
+                feature="fentry/fexit (kfunc)",
+                alternative="tracepoints (tracepoint:syscalls:*) or raw tracepoints; "
+                            "the function's arguments can be read from BTF with ebpf_lab.btf",
+                cause="the kernel does not let bpftrace read available_filter_functions, and refuses "
+                      "BPF tracing programs (fentry/fexit)")
         if "does not contain a field named" in msg:
             st = _TP_STRUCT.search(msg)
             probe = f"tracepoint:{st.group(1)}:{st.group(2)}" if st else ""

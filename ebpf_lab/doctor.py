@@ -308,16 +308,19 @@ def _mechanism_findings(refresh: bool = False, bcc_row: Finding | None = None) -
 
 
 def mechanism_status(name: str) -> tuple[str, str]:
-    """``(status, detail)`` for one mechanism, e.g. ``mechanism_status("kprobe")``.
+    """``(status, detail)`` for one mechanism, e.g. ``mechanism_status("kprobe")``, or one fact row ("BTF").
 
     ``status`` is ``ok``, ``missing`` or ``unknown``. The first call probes every
     mechanism at once (one compile, a few seconds); later calls are cached.
     ``tests/conftest.py::require_feature`` skips a test only on ``missing``.
     """
+    if name in FACTS:  # a fact row ("BTF", "tracefs"...) answers too: exercises may need one
+        found = FACTS[name]()
+        return found.status, found.detail
     if name not in MECHANISMS:
         import difflib  # noqa: PLC0415
 
-        close = difflib.get_close_matches(name, MECHANISMS, n=3, cutoff=0.4)
+        close = difflib.get_close_matches(name, CHECKS, n=3, cutoff=0.4)
         raise UsageError(f"unknown mechanism {name!r}",
                          cause="the name must be one of doctor's mechanism rows",
                          next_step=("did you mean " + " or ".join(repr(c) for c in close) + "? " if close else "")

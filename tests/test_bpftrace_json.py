@@ -248,6 +248,12 @@ def test_semantic_errors_keep_bpftraces_message(name, needle):
     assert isinstance(err, ProgramSyntaxError) and needle in str(err) and err.line == 1
 
 
+def test_kfunc_arguments_unreadable_here_is_not_supported_not_a_syntax_error():
+    err = diagnose(stderr_of("kfunc_args"), exit_code=1, program=program_of("kfunc_args"))
+    assert isinstance(err, NotSupportedError) and err.feature == "fentry/fexit (kfunc)"
+    assert "ebpf_lab.btf" in str(err)
+
+
 def test_unknown_tracepoint_offers_suggestions():
     err = diagnose(stderr_of("unknown_tracepoint"), exit_code=1,
                    suggest=lambda p: ["tracepoint:syscalls:sys_enter_openat"] if "opnat" in p else [])
