@@ -23,10 +23,23 @@ from typing import Any
 from ..session import ProbeRun, kill_process_group
 from .framework import ExerciseSpec, RunFailure, Unsupported
 
-__all__ = ["descendants", "run_in_child"]
+__all__ = ["descendants", "run_in_child", "time_scale"]
 
 # seconds the child may use on top of the trial's limit to start Python and bpftrace
 STARTUP_MARGIN = 8.0
+
+
+def time_scale() -> float:
+    """How much slower than usual this machine runs programs: ``EBPF_LAB_TIME_SCALE`` (default 1).
+
+    Under software emulation (the second kernel of ``make test-kernels``) every
+    bpftrace start takes tens of seconds; there the time limits stretch with it.
+    """
+    try:
+        scale = float(os.environ.get("EBPF_LAB_TIME_SCALE", "1"))
+    except ValueError:
+        return 1.0
+    return scale if scale > 0 else 1.0
 
 
 def descendants(pid: int) -> list[int]:
@@ -82,6 +95,8 @@ def run_in_child(spec: ExerciseSpec, path: Path, job: dict, timeout: float, *,
     Raises :class:`RunFailure` with a learner-facing message when the program
     could not run (parse or verifier error, exception, time limit).
     """
+    scale = time_scale()
+    timeout *= scale
     full = dict(job)
     full.update(kind=spec.kind, path=str(Path(path).resolve()), function=spec.function,
                 timeout=timeout)
@@ -96,7 +111,7 @@ def run_in_child(spec: ExerciseSpec, path: Path, job: dict, timeout: float, *,
             proc = run.popen([sys.executable, "-m", "ebpf_lab.grader._child", str(job_file), str(out_file)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                              cwd=str(Path(path).resolve().parent))
-            limit = timeout + (STARTUP_MARGIN if margin is None else margin)
+            limit = timeout + (STARTUP_MARGIN if margin is None else margin) * scale
             try:
                 captured, _ = proc.communicate(timeout=limit)
             except subprocess.TimeoutExpired:
