@@ -16,7 +16,7 @@ marks them): ns per syscall is per syscall, so the figures stay comparable.
 
 Run it::
 
-    $ sudo ebpf-lab bench            # N = 2,000,000, 3 repetitions, about 2 minutes
+    $ sudo ebpf-lab bench            # N = 2,000,000, 3 repetitions, 1.5 to 2.5 minutes
     $ sudo ebpf-lab bench --quick    # N = 20,000, 1 repetition (what the test runs)
     $ sudo .venv/bin/python -m ebpf_lab.bench --n 500000 --repeat 5 --json out.json
 
