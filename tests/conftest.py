@@ -127,10 +127,9 @@ def no_leaks():
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.get_closest_marker("privileged") or item.get_closest_marker("notebook") \
-                or item.get_closest_marker("exercises") or item.get_closest_marker("bench"):
-            if "no_leaks" not in item.fixturenames and item.get_closest_marker("privileged"):
-                item.fixturenames.append("no_leaks")
+        root_tier = any(item.get_closest_marker(m) for m in ("privileged", "notebook", "exercises", "bench"))
+        if root_tier and "no_leaks" not in item.fixturenames:
+            item.fixturenames.append("no_leaks")
 
 
 @pytest.fixture(autouse=True)
