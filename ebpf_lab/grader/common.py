@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .framework import RunFailure
+from .model import fail, ok, partial
 
 __all__ = [
     "PRIMES", "comm_name", "find_map", "lines", "map_scalar", "noise_loop", "prime", "sh_sequence",
@@ -97,3 +98,27 @@ def tmpdir(base: Path, name: str) -> str:
     d = base / name
     d.mkdir(parents=True, exist_ok=True)
     return str(d)
+
+
+def every_opened_path(out, truth):
+    """Partial credit per file of ``truth["paths"]`` that the program printed (lessons 02, 03)."""
+    seen = set(paths_in(lines(out), truth["dir"]))
+    want = truth["paths"]
+    got = sum(p in seen for p in want)
+    missing = [p for p in want if p not in seen]
+    return partial(got, len(want),
+                   f"process {truth['comm']!r} opened {len(want)} files in {truth['dir']}; your program "
+                   f"printed {got} of them" + (f" (for example it missed {missing[0]})" if missing else ""))
+
+
+def only_named_paths(out, truth):
+    """Fails when the program printed files of another process opening in the same folder."""
+    printed = paths_in(lines(out), truth["dir"])
+    want = set(truth["paths"])
+    if not any(p in want for p in printed):
+        return fail(f"your program printed none of the files that {truth['comm']!r} opened")
+    others = [p for p in printed if p not in want]
+    if others:
+        return fail(f"another process was opening files in the same folder, and your program printed "
+                    f"{len(others)} of them (for example {others[0]}): keep only comm == str($1)")
+    return ok()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import shlex
 
-from .common import (comm_name, find_ints, lines, noise_loop, paths_in, prime, sh_sequence, tmpdir,
-                     workload)
+from .common import (comm_name, every_opened_path, find_ints, lines, noise_loop, only_named_paths, paths_in, prime,
+                     sh_sequence, tmpdir, workload)
 from .framework import Check, ExerciseSpec, RunFailure, Scenario, Trial
 from .model import fail, ok, partial
 
@@ -29,33 +29,11 @@ def _openat_setup(rng, tmp):
                     truth={"dir": d, "paths": w.expected["paths"], "comm": name})
 
 
-def _every_path(out, truth):
-    seen = set(paths_in(lines(out), truth["dir"]))
-    want = truth["paths"]
-    got = sum(p in seen for p in want)
-    missing = [p for p in want if p not in seen]
-    return partial(got, len(want),
-                   f"process {truth['comm']!r} opened {len(want)} files in {truth['dir']}; your program "
-                   f"printed {got} of them" + (f" (for example it missed {missing[0]})" if missing else ""))
-
-
-def _only_named(out, truth):
-    printed = paths_in(lines(out), truth["dir"])
-    want = set(truth["paths"])
-    if not any(p in want for p in printed):
-        return fail(f"your program printed none of the files that {truth['comm']!r} opened")
-    others = [p for p in printed if p not in want]
-    if others:
-        return fail(f"another process was opening files in the same folder, and your program printed "
-                    f"{len(others)} of them (for example {others[0]}): keep only comm == str($1)")
-    return ok()
-
-
 SPEC_02_1 = ExerciseSpec(
     id="02.1", title="Files opened by a process named in $1", chapter=CHAPTER, filename="02.1_opens_by_name.bt",
     trials=[Trial(_openat_setup, [
-        Check("prints every file the named process opened", 3, _every_path),
-        Check("prints no file of any other process", 1, _only_named, hidden=True),
+        Check("prints every file the named process opened", 3, every_opened_path),
+        Check("prints no file of any other process", 1, only_named_paths, hidden=True),
     ])],
 )
 
@@ -342,8 +320,8 @@ SPEC_02_7 = ExerciseSpec(
     filename="02.7_opens_kprobe.bt",
     variant="02.1 (the same task with tracepoint:syscalls:sys_enter_openat)",
     trials=[Trial(_openat_setup, [
-        Check("prints every file the named process opened", 3, _every_path),
-        Check("prints no file of any other process", 1, _only_named, hidden=True),
+        Check("prints every file the named process opened", 3, every_opened_path),
+        Check("prints no file of any other process", 1, only_named_paths, hidden=True),
     ], needs=("kprobe",))],
 )
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import shlex
 
-from .common import comm_name, find_map, lines, map_scalar, noise_loop, paths_in, prime, sh_sequence, tmpdir, \
-    workload
+from .common import (comm_name, every_opened_path, find_map, map_scalar, noise_loop, only_named_paths, prime,
+                     sh_sequence, tmpdir, workload)
 from .framework import Check, ExerciseSpec, RunFailure, Scenario, Trial, _mechanism_missing
-from .model import Outcome, fail, ok, partial
+from .model import Outcome, fail, ok
 
 __all__ = ["SPECS", "graded_variant", "run_variant"]
 
@@ -104,34 +104,12 @@ def _open_setup(rng, tmp):
                     truth={"dir": d, "paths": w.expected["paths"], "comm": name, "note": note})
 
 
-def _every_path(out, truth):
-    seen = set(paths_in(lines(out), truth["dir"]))
-    want = truth["paths"]
-    got = sum(p in seen for p in want)
-    missing = [p for p in want if p not in seen]
-    return partial(got, len(want),
-                   f"process {truth['comm']!r} opened {len(want)} files in {truth['dir']}; your program "
-                   f"printed {got} of them" + (f" (for example it missed {missing[0]})" if missing else ""))
-
-
-def _only_named(out, truth):
-    printed = paths_in(lines(out), truth["dir"])
-    want = set(truth["paths"])
-    if not any(p in want for p in printed):
-        return fail(f"your program printed none of the files that {truth['comm']!r} opened")
-    others = [p for p in printed if p not in want]
-    if others:
-        return fail(f"another process was opening files in the same folder, and your program printed "
-                    f"{len(others)} of them (for example {others[0]}): keep only comm == str($1)")
-    return ok()
-
-
 SPEC_03_1 = ExerciseSpec(
     id="03.1", title="Arguments: the files a process opens (arg0...argN)", chapter=CHAPTER,
     filename="03.1_open_args.py", function="run",
     trials=[Trial(_open_setup, [
-        Check("prints every file the named process opened", 3, _noted(_every_path)),
-        Check("prints no file of any other process", 1, _noted(_only_named), hidden=True),
+        Check("prints every file the named process opened", 3, _noted(every_opened_path)),
+        Check("prints no file of any other process", 1, _noted(only_named_paths), hidden=True),
     ], needs=NEEDS)],
 )
 
