@@ -818,9 +818,10 @@ NOTEBOOKS = {
 }
 
 
-def build(name: str) -> nbformat.NotebookNode:
+def build(name: str, notebooks: dict | None = None) -> nbformat.NotebookNode:
+    notebooks = NOTEBOOKS if notebooks is None else notebooks
     nb = v4.new_notebook()
-    nb.cells = NOTEBOOKS[name]()
+    nb.cells = notebooks[name]()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
     # stable cell ids so that rebuilding an unchanged source changes nothing
@@ -830,13 +831,16 @@ def build(name: str) -> nbformat.NotebookNode:
     return nb
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, notebooks: dict | None = None, script: str = "scripts/make_notebooks.py",
+         description: str | None = None) -> int:
+    """Write the notebooks of ``notebooks`` (or, with --check, fail if one differs); shared with 03-05."""
+    notebooks = NOTEBOOKS if notebooks is None else notebooks
+    parser = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if a notebook differs from this source")
     opts = parser.parse_args(argv)
     stale = []
-    for name in NOTEBOOKS:
-        text = nbformat.writes(build(name)) + "\n"
+    for name in notebooks:
+        text = nbformat.writes(build(name, notebooks)) + "\n"
         path = OUT / name
         if opts.check:
             if not path.exists() or path.read_text() != text:
@@ -846,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print("wrote", path.relative_to(ROOT))
     if stale:
-        print("stale notebooks (run scripts/make_notebooks.py):", ", ".join(stale), file=sys.stderr)
+        print(f"stale notebooks (run {script}):", ", ".join(stale), file=sys.stderr)
         return 1
     return 0
 

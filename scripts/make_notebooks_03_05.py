@@ -16,15 +16,14 @@ yet").
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import nbformat
-from nbformat import v4
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_notebooks import KERNELSPEC, OUT, ROOT, code, exercises, md  # noqa: E402
+import make_notebooks  # noqa: E402
+from make_notebooks import code, exercises, md  # noqa: E402
 
 IDS = {
     "03_kprobes.ipynb": [f"03.{i}" for i in range(1, 6)],
@@ -716,35 +715,11 @@ NOTEBOOKS = {
 
 
 def build(name: str) -> nbformat.NotebookNode:
-    nb = v4.new_notebook()
-    nb.cells = NOTEBOOKS[name]()
-    nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.metadata["language_info"] = {"name": "python"}
-    for i, cell in enumerate(nb.cells):
-        cell["id"] = f"{Path(name).stem[:2]}-{i:03d}"
-    nbformat.validate(nb)
-    return nb
+    return make_notebooks.build(name, NOTEBOOKS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if a notebook differs from this source")
-    opts = parser.parse_args(argv)
-    stale = []
-    for name in NOTEBOOKS:
-        text = nbformat.writes(build(name)) + "\n"
-        path = OUT / name
-        if opts.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            OUT.mkdir(exist_ok=True)
-            path.write_text(text)
-            print("wrote", path.relative_to(ROOT))
-    if stale:
-        print("stale notebooks (run scripts/make_notebooks_03_05.py):", ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return make_notebooks.main(argv, NOTEBOOKS, "scripts/make_notebooks_03_05.py", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
