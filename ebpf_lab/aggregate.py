@@ -56,7 +56,6 @@ def _run_program(make_text, *, argv, pid, duration, attach: Sequence[tuple[str, 
     ``attach``: (tracepoint "group:name", function name) pairs. Returns
     ``(collected, text, elapsed, interrupted, pid, output)``.
     """
-    import tempfile  # noqa: PLC0415
 
     from ._bcc import load_bcc, require_root  # noqa: PLC0415
     from .stream import _attach, _pid_alive, load_program  # noqa: PLC0415
@@ -67,14 +66,8 @@ def _run_program(make_text, *, argv, pid, duration, attach: Sequence[tuple[str, 
     require_root("counting in the kernel")
     bcc = load_bcc()
     with ProbeRun() as run:
-        held = None
-        out_file = None
-        target = int(pid) if pid is not None else None
-        if argv is not None:
-            out_file = tempfile.TemporaryFile(mode="w+b")
-            run.on_close(out_file.close)
-            held = run.hold(argv, stdout=out_file, stderr=out_file)
-            target = held.pid
+        held = run.hold_capturing(argv) if argv is not None else None
+        target = held.pid if held is not None else (int(pid) if pid is not None else None)
         text = make_text(target)
         b = None
         for tp, fn in attach:
@@ -105,10 +98,7 @@ def _run_program(make_text, *, argv, pid, duration, attach: Sequence[tuple[str, 
         for tp, _fn in attach:
             b.detach_tracepoint(tp=tp.encode())
         collected = collect(b)
-        output = ""
-        if out_file is not None:
-            out_file.seek(0)
-            output = out_file.read().decode("utf-8", "replace")
+        output = held.output() if held is not None else ""
     return collected, text, elapsed, interrupted, target, output
 
 

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import weakref
 from typing import Callable, Sequence
@@ -114,6 +115,15 @@ class HeldProcess:
             os.close(rfd)
         self.pid = self.proc.pid
 
+    output_file = None  # set by ProbeRun.hold_capturing
+
+    def output(self) -> str:
+        """What the command printed so far (stdout and stderr), when started by ``hold_capturing``."""
+        if self.output_file is None or self.output_file.closed:
+            return ""
+        self.output_file.seek(0)
+        return self.output_file.read().decode("utf-8", "replace")
+
     def release(self) -> None:
         """Let the held command ``exec`` and run."""
         if self._release_fd is not None:
@@ -161,6 +171,14 @@ class ProbeRun:
         held = spawn_held(command, **kw)
         self._procs.append(held.proc)
         self.on_close(held.close)
+        return held
+
+    def hold_capturing(self, command: str | Sequence[str]) -> HeldProcess:
+        """Hold a command whose stdout and stderr go to a temp file; read them with ``held.output()``."""
+        out = tempfile.TemporaryFile(mode="w+b")
+        self.on_close(out.close)
+        held = self.hold(command, stdout=out, stderr=out)
+        held.output_file = out
         return held
 
     def on_close(self, fn: Callable[[], None]) -> None:

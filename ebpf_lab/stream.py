@@ -21,7 +21,6 @@ an error or Ctrl-C the program is detached and unloaded and the command killed.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import warnings
 from typing import Sequence
@@ -376,14 +375,8 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
     bcc = load_bcc()
 
     with ProbeRun() as run:
-        held = None
-        out_file = None
-        target = int(pid) if pid is not None else None
-        if argv is not None:
-            out_file = tempfile.TemporaryFile(mode="w+b")
-            run.on_close(out_file.close)
-            held = run.hold(argv, stdout=out_file, stderr=out_file)
-            target = held.pid
+        held = run.hold_capturing(argv) if argv is not None else None
+        target = held.pid if held is not None else (int(pid) if pid is not None else None)
         used = "perf" if transport == "perf" else "ringbuf"
         program = codegen.generate(spec, record, pid=target, where=where, available=where_cols,
                                    buffer_pages=buffer_pages, output_columns=out_cols, transport=used)
@@ -453,12 +446,11 @@ def trace(probe: str, fields: Sequence[str] | None = None, *, command=None, pid:
         lost = _read_lost(b)
         read_cpu = time.thread_time() - cpu0
         output = ""
-        if out_file is not None:
+        if held is not None:
             if held.proc.poll() is None:
                 from .session import kill_process_group  # noqa: PLC0415
                 kill_process_group(held.proc, grace=0.5)
-            out_file.seek(0)
-            output = out_file.read().decode("utf-8", "replace")
+            output = held.output()
         reader.close()
 
     cpu1 = time.thread_time()

@@ -222,12 +222,7 @@ class LiveSyscalls:
         try:
             held = None
             if self._argv is not None:
-                import tempfile  # noqa: PLC0415
-
-                out = tempfile.TemporaryFile(mode="w+b")
-                run.on_close(out.close)
-                held = run.hold(self._argv, stdout=out, stderr=out)
-                self._out = out
+                held = run.hold_capturing(self._argv)
                 self.pid = held.pid
             self.program = counts_program(self.pid)
             b, _ = load_program(run, bcc, self.program, probe=PROBE, fn_name="lab_counts")
@@ -295,9 +290,8 @@ class LiveSyscalls:
                 self._bpf.detach_tracepoint(tp=b"raw_syscalls:sys_exit")
             df, elapsed = self._record()
             self.result = df
-            if getattr(self, "_out", None) is not None:
-                self._out.seek(0)
-                self.output = self._out.read().decode("utf-8", "replace")
+            if self._held is not None:
+                self.output = self._held.output()
             df.attrs.update(program=self.program, duration=elapsed, interrupted=self.stopped, pid=self.pid,
                             command=self._argv, output=self.output, probe=PROBE)
         except BaseException as exc:  # noqa: BLE001 - kept on .error, re-raised by wait()
