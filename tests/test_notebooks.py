@@ -10,31 +10,16 @@ plot, and on a BPF program or process left behind.
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
-import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+from nbrun import PER_NOTEBOOK_SECONDS, assert_builder_fresh, assert_committed_clean, execute, load, problems
+
+BUILDER = "scripts/make_notebooks.py"
 OURS = ["00_start_here.ipynb", "01_bpftrace_basics.ipynb", "02_tracepoints.ipynb"]
 EXERCISE_IDS = {
     "01_bpftrace_basics.ipynb": [f"01.{i}" for i in range(1, 7)],
     "02_tracepoints.ipynb": [f"02.{i}" for i in range(1, 7)],
 }
-KERNEL = "ebpf-lab"
-PER_NOTEBOOK_SECONDS = 180   # the whole notebook (pytest-timeout)
-PER_CELL_SECONDS = 120       # any one cell (nbclient)
-
-TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception): ", re.MULTILINE)
-
-
-def _load(name: str) -> nbformat.NotebookNode:
-    return nbformat.read(NOTEBOOKS / name, as_version=4)
 
 
 # ---------------------------------------------------------------- committed files (unit)
@@ -42,25 +27,18 @@ def _load(name: str) -> nbformat.NotebookNode:
 @pytest.mark.unit
 @pytest.mark.parametrize("name", OURS)
 def test_notebook_is_committed_without_outputs(name):
-    nb = _load(name)
-    nbformat.validate(nb)
-    dirty = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
-    assert not dirty, f"{name}: cells {dirty} have outputs; rebuild with scripts/make_notebooks.py"
-    assert nb.metadata["kernelspec"]["name"] == KERNEL
+    assert_committed_clean(name, BUILDER)
 
 
 @pytest.mark.unit
 def test_notebooks_match_their_builder():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_notebooks.py"), "--check"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert_builder_fresh(BUILDER)
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("name", OURS)
 def test_notebook_has_the_lesson_shape(name):
-    nb = _load(name)
+    nb = load(name)
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     assert "### What you will learn" in md
@@ -78,23 +56,6 @@ def test_notebook_has_the_lesson_shape(name):
 
 # ---------------------------------------------------------------- execution (notebook)
 
-def _stderr_tracebacks(nb) -> list[str]:
-    found = []
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                if TRACEBACK.search(out.get("text", "")):
-                    found.append(f"cell {i}: {out['text'][:800]}")
-            if out.get("output_type") == "error":
-                found.append(f"cell {i}: {out.get('ename')}: {out.get('evalue')}")
-    return found
-
-
-def _images(nb) -> int:
-    return sum(1 for c in nb.cells for o in c.get("outputs", [])
-               if "image/png" in o.get("data", {}))
-
-
 @pytest.mark.unit
 def test_the_stderr_check_tells_tracebacks_from_progress_lines():
     from nbformat import v4
@@ -109,7 +70,7 @@ def test_the_stderr_check_tells_tracebacks_from_progress_lines():
     worse = v4.new_code_cell("z")
     worse.outputs = [v4.new_output("stream", name="stderr", text="boom\nRuntimeError: the reader died\n")]
     nb.cells = [ok, bad, worse]
-    found = _stderr_tracebacks(nb)
+    found = problems(nb)
     assert [f.split(":")[0] for f in found] == ["cell 1", "cell 2"]
 
 
@@ -117,30 +78,7 @@ def test_the_stderr_check_tells_tracebacks_from_progress_lines():
 @pytest.mark.timeout(PER_NOTEBOOK_SECONDS)
 @pytest.mark.parametrize("name", OURS)
 def test_notebook_runs_top_to_bottom(name, tmp_path, no_leaks):
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    try:
-        KernelSpecManager().get_kernel_spec(KERNEL)
-    except NoSuchKernel:
-        pytest.fail(f"Jupyter kernel {KERNEL!r} is not registered: run "
-                    f"`{sys.executable} -m ipykernel install --sys-prefix --name {KERNEL}` (setup does this)")
-    nb = _load(name)
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")   # hint progress etc. stay out of ~/.cache
-    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    client = NotebookClient(nb, kernel_name=KERNEL, timeout=PER_CELL_SECONDS,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
-    try:
-        client.execute(env=env)
-    except CellExecutionError as exc:
-        pytest.fail(f"{name}: a cell raised:\n{exc}")
-    finally:
-        nbformat.write(nb, tmp_path / name)  # the executed copy, for a look after a failure
-    assert not _stderr_tracebacks(nb), "\n".join(_stderr_tracebacks(nb))
-    assert _images(nb) >= 1, f"{name} drew no plot"
+    execute(name, tmp_path)
 
 
 # ---------------------------------------------------------------- lesson helpers (unit)

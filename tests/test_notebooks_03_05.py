@@ -12,29 +12,20 @@ solutions and untouched stubs are covered by tests/test_exercises.py).
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+from nbrun import NOTEBOOKS, PER_NOTEBOOK_SECONDS, ROOT, assert_builder_fresh, assert_committed_clean, execute, load, \
+    texts
+
+BUILDER = "scripts/make_notebooks_03_05.py"
 OURS = {
     "03_kprobes.ipynb": ("03_kprobes", [f"03.{i}" for i in range(1, 6)]),
     "04_btf.ipynb": ("04_btf", [f"04.{i}" for i in range(1, 6)]),
     "05_override.ipynb": ("05_override", [f"05.{i}" for i in range(1, 8)]),
 }
-KERNEL = "ebpf-lab"
-PER_NOTEBOOK_SECONDS = 180
-TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\w*(Error|Exception): ", re.MULTILINE)
-
-
-def _load(name: str) -> nbformat.NotebookNode:
-    return nbformat.read(NOTEBOOKS / name, as_version=4)
 
 
 # ---------------------------------------------------------------- committed files (unit)
@@ -42,25 +33,18 @@ def _load(name: str) -> nbformat.NotebookNode:
 @pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_notebook_is_committed_without_outputs(name):
-    nb = _load(name)
-    nbformat.validate(nb)
-    dirty = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
-    assert not dirty, f"{name}: cells {dirty} have outputs; rebuild with scripts/make_notebooks_03_05.py"
-    assert nb.metadata["kernelspec"]["name"] == KERNEL
+    assert_committed_clean(name, BUILDER)
 
 
 @pytest.mark.unit
 def test_notebooks_match_their_builder():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_notebooks_03_05.py"), "--check"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert_builder_fresh(BUILDER)
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_notebook_has_the_lesson_shape(name):
-    nb = _load(name)
+    nb = load(name)
     md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
@@ -78,7 +62,7 @@ def test_other_kernels_output_appears_only_through_recorded(name):
     """Recordings are shown by name through recorded.show (labelled), and every name exists."""
     from ebpf_lab import recorded
 
-    code = "\n".join(c.source for c in _load(name).cells if c.cell_type == "code")
+    code = "\n".join(c.source for c in load(name).cells if c.cell_type == "code")
     shown = re.findall(r'recorded\.show\("([^"]+)"\)', code)
     assert shown, f"{name} shows no recording"
     missing = [n for n in shown if n not in recorded.available(NOTEBOOKS / "recorded")]
@@ -105,57 +89,14 @@ def test_each_chapter_has_at_least_five_exercises_with_both_kprobe_and_uprobe_va
 
 # ---------------------------------------------------------------- execution (notebook)
 
-def _problems(nb) -> list[str]:
-    found = []
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and out.get("name") == "stderr" and TRACEBACK.search(out.get("text", "")):
-                found.append(f"cell {i}: {out['text'][:800]}")
-            if out.get("output_type") == "error":
-                found.append(f"cell {i}: {out.get('ename')}: {out.get('evalue')}")
-    return found
-
-
-def _texts(nb) -> str:
-    parts = []
-    for c in nb.cells:
-        for o in c.get("outputs", []):
-            parts.append(o.get("text", ""))
-            parts.extend(str(v) for k, v in o.get("data", {}).items() if k.startswith("text/"))
-    return "\n".join(parts)
-
-
 @pytest.mark.notebook
 @pytest.mark.timeout(PER_NOTEBOOK_SECONDS + 30)
 @pytest.mark.parametrize("name", sorted(OURS))
 def test_notebook_runs_top_to_bottom(name, tmp_path, no_leaks):
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
     from ebpf_lab.doctor import supports
 
-    try:
-        KernelSpecManager().get_kernel_spec(KERNEL)
-    except NoSuchKernel:
-        pytest.fail(f"Jupyter kernel {KERNEL!r} is not registered: run "
-                    f"`{sys.executable} -m ipykernel install --sys-prefix --name {KERNEL}` (setup does this)")
-    nb = _load(name)
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    client = NotebookClient(nb, kernel_name=KERNEL, timeout=PER_NOTEBOOK_SECONDS,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
-    try:
-        client.execute(env=env)
-    except CellExecutionError as exc:
-        pytest.fail(f"{name}: a cell raised:\n{exc}")
-    finally:
-        nbformat.write(nb, tmp_path / name)
-    assert not _problems(nb), "\n".join(_problems(nb))
-    assert sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})) >= 1
-    text = _texts(nb)
+    nb = execute(name, tmp_path)
+    text = texts(nb)
     assert "not from your kernel" in text, "recordings are shown with their label"
     if name == "03_kprobes.ipynb" and not supports("kprobe"):
         assert "graded the uprobe variant" in text or "uprobe variant" in text
