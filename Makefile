@@ -22,7 +22,7 @@ setup:
 lab: setup
 	@scripts/lab.sh
 
-test: setup
+test: setup setup-vm
 	@scripts/test.sh $(PYTEST_ARGS)
 
 unit:

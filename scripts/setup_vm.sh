@@ -10,7 +10,7 @@
 #   1. qemu-system-x86 and linux-image-<R>-unsigned, where <R> is the release of the
 #      installed linux-headers-amd64 (so bcc inside the guest has exactly matching headers)
 #   2. virtme-ng (the `vng` command) into .venv, pinned
-#   3. only under CI=true or EBPF_LAB_OVERRIDE_KERNEL=build: the override kernel
+#   3. only with EBPF_LAB_OVERRIDE_KERNEL=build: the override kernel
 #      (scripts/kernel_override.sh, about 11 min the first time, cached in
 #      /var/cache/ebpf-lab/kernels afterwards)
 #
@@ -62,7 +62,7 @@ else
     || die "pip install virtme-ng failed. Next step: '$VENV/bin/pip install virtme-ng==$VIRTME_NG_VERSION' and read the error."
 fi
 
-if [ "${CI:-}" = true ] || [ "${EBPF_LAB_OVERRIDE_KERNEL:-}" = build ]; then
+if [ "${EBPF_LAB_OVERRIDE_KERNEL:-}" = build ]; then
   scripts/kernel_override.sh >/dev/null
 fi
 say "ready: make test-kernels boots /boot/vmlinuz-$RELEASE under QEMU (software emulation)"
