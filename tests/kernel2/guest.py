@@ -165,7 +165,7 @@ def step_notebooks(env, outdir, numbers="03+04"):
         code = ("import sys, nbformat\n"
                 "from nbclient import NotebookClient\n"
                 "nb = nbformat.read(sys.argv[1], as_version=4)\n"
-                "NotebookClient(nb, kernel_name='ebpf-lab', timeout=1200, resources={'metadata': {'path': sys.argv[3]}}).execute()\n"
+                "NotebookClient(nb, kernel_name='ebpf-lab', timeout=1200, startup_timeout=900, resources={'metadata': {'path': sys.argv[3]}}).execute()\n"
                 "nbformat.write(nb, sys.argv[2])\n")
         runs[name] = _run([PY, "-c", code, str(ROOT / "notebooks" / name), str(outdir / name),
                            str(ROOT / "notebooks")], env, outdir, "nb_" + name.split("_")[0], timeout=2400)
