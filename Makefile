@@ -22,7 +22,7 @@ setup:
 lab: setup
 	@scripts/lab.sh
 
-test: setup setup-vm
+test: setup
 	@scripts/test.sh $(PYTEST_ARGS)
 
 unit:

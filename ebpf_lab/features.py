@@ -737,7 +737,9 @@ def override(kit: Kit) -> Finding:
         except Exception as exc:  # noqa: BLE001
             load_error = exc
     said = _relevant("".join(err))
-    helper_refused = load_error is not None and "cannot use helper bpf_override_return" in "".join(err)
+    # "cannot use helper" (6.18) or "unknown func bpf_override_return#58" (stock 6.1): both conclusive
+    helper_refused = load_error is not None and any(
+        msg in "".join(err) for msg in ("cannot use helper bpf_override_return", "unknown func bpf_override_return"))
     if not kprobe_interfaces():
         why = ("the verifier also refuses the helper (CONFIG_BPF_KPROBE_OVERRIDE is not set)"
                if helper_refused else f"loading the program: {load_error or 'ok'}")
