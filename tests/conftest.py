@@ -148,7 +148,11 @@ def require_feature(name: str) -> None:
     status, detail = mechanism_status(name)
     if status == "ok":
         return
-    msg = f"this kernel does not support {name}: {detail}"
+    from ebpf_lab.features import ALTERNATIVES
+
+    instead = ALTERNATIVES.get(name)
+    msg = f"this kernel does not support {name}: {detail}" + (f". Instead: {instead}" if instead else "") \
+        + " (or run `make test-kernels` for a kernel that has it)"
     if IN_CI and name in EXPECTED_IN_CI:
         pytest.fail(f"{name} is expected to work on the CI machine but doctor says {status}: {detail}")
     if status == "missing":
