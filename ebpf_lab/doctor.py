@@ -153,7 +153,9 @@ def check_bpftrace() -> Finding:
     if path is None:
         return Finding("missing", "bpftrace is not on PATH", "`apt-get install bpftrace` (or run `make setup`)")
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20)
+        from .session import time_scale  # noqa: PLC0415
+
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20 * time_scale())
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Finding("unknown", f"{path} --version failed: {exc}", "run `bpftrace --version` to see why")
     version = (out.stdout.strip() or out.stderr.strip()).splitlines()[:1]

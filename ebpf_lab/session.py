@@ -29,9 +29,22 @@ from typing import Callable, Sequence
 
 from .errors import UsageError
 
-__all__ = ["HeldProcess", "ProbeRun", "kill_process_group", "resolve_command", "spawn_held"]
+__all__ = ["HeldProcess", "ProbeRun", "kill_process_group", "resolve_command", "spawn_held", "time_scale"]
 
 _LIVE: "weakref.WeakSet[ProbeRun]" = weakref.WeakSet()
+
+
+def time_scale() -> float:
+    """How much slower than usual this machine runs programs: ``EBPF_LAB_TIME_SCALE`` (default 1).
+
+    Under software emulation (the second kernel of ``make test-kernels``) every
+    bpftrace start takes tens of seconds; there the time limits stretch with it.
+    """
+    try:
+        scale = float(os.environ.get("EBPF_LAB_TIME_SCALE", "1"))
+    except ValueError:
+        return 1.0
+    return scale if scale > 0 else 1.0
 
 
 def resolve_command(command: str | Sequence[str]) -> list[str]:

@@ -20,26 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..session import ProbeRun, kill_process_group
+from ..session import ProbeRun, kill_process_group, time_scale
 from .framework import ExerciseSpec, RunFailure, Unsupported
 
 __all__ = ["descendants", "run_in_child", "time_scale"]
 
 # seconds the child may use on top of the trial's limit to start Python and bpftrace
 STARTUP_MARGIN = 8.0
-
-
-def time_scale() -> float:
-    """How much slower than usual this machine runs programs: ``EBPF_LAB_TIME_SCALE`` (default 1).
-
-    Under software emulation (the second kernel of ``make test-kernels``) every
-    bpftrace start takes tens of seconds; there the time limits stretch with it.
-    """
-    try:
-        scale = float(os.environ.get("EBPF_LAB_TIME_SCALE", "1"))
-    except ValueError:
-        return 1.0
-    return scale if scale > 0 else 1.0
 
 
 def descendants(pid: int) -> list[int]:
