@@ -345,17 +345,22 @@ def _measure_bpftrace_printf(n: int, timeout: float) -> Measurement:
                        lost=parse_lost(out) + parse_lost(err), peak_rss_kb=res.peak_rss_kb, wall_s=res.wall_s)
 
 
-def _measure_perf_trace(n: int, timeout: float) -> Measurement:
+def _run_with_summary(tool: str, tracer_argv: list[str], n: int, timeout: float):
+    """Run a tracer that writes its summary to ``-o FILE`` around the workload; return (result, summary text)."""
     import tempfile  # noqa: PLC0415
 
-    exe = _which("perf", "apt-get install linux-perf")
     with tempfile.TemporaryDirectory(prefix="ebpf-lab-bench-") as tmp:
-        summary = os.path.join(tmp, "perf-trace.txt")
-        argv = [exe, "trace", "-s", "-o", summary, "--"] + _workload_argv(n)
+        summary = os.path.join(tmp, "summary.txt")
+        argv = tracer_argv + ["-o", summary, "--"] + _workload_argv(n)
         res = _run_tracer(argv, timeout=timeout)
-        _check_rc("perf trace", res, argv)
+        _check_rc(tool, res, argv)
         with open(summary, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+            return res, fh.read()
+
+
+def _measure_perf_trace(n: int, timeout: float) -> Measurement:
+    exe = _which("perf", "apt-get install linux-perf")
+    res, text = _run_with_summary("perf trace", [exe, "trace", "-s"], n, timeout)
     out = res.stdout.decode(errors="replace")
     return Measurement("perf_trace", n, parse_ns_per_syscall(out), events=parse_perf_trace_summary(text),
                        lost=parse_lost(text) + parse_lost(res.stderr.decode(errors="replace")),
@@ -363,16 +368,8 @@ def _measure_perf_trace(n: int, timeout: float) -> Measurement:
 
 
 def _measure_strace(n: int, timeout: float) -> Measurement:
-    import tempfile  # noqa: PLC0415
-
     exe = _which("strace", "apt-get install strace")
-    with tempfile.TemporaryDirectory(prefix="ebpf-lab-bench-") as tmp:
-        summary = os.path.join(tmp, "strace.txt")
-        argv = [exe, "-c", "-f", "-o", summary, "--"] + _workload_argv(n)
-        res = _run_tracer(argv, timeout=timeout)
-        _check_rc("strace", res, argv)
-        with open(summary, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
+    res, text = _run_with_summary("strace", [exe, "-c", "-f"], n, timeout)
     out = res.stdout.decode(errors="replace")
     # ptrace stops the tracee at every syscall: strace cannot lose one
     return Measurement("strace", n, parse_ns_per_syscall(out), events=parse_strace_summary(text), lost=0,
