@@ -114,8 +114,8 @@ class Readiness:
     """Whether this machine is *expected* to boot ``kernel``, and why (not).
 
     ``expected`` is decided from facts, not by trying: root, ``qemu-system-x86_64``
-    on PATH, ``vng`` installed, the kernel image present. When all hold, a boot
-    that fails is a failure, never a skip.
+    on PATH, ``vng`` installed, a busybox for virtme-ng's initramfs, the kernel
+    image present. When all hold, a boot that fails is a failure, never a skip.
     """
 
     kernel: str
@@ -139,6 +139,9 @@ def readiness(kernel: str = "stock") -> Readiness:
         missing.append("qemu-system-x86_64 (apt-get install qemu-system-x86; or run scripts/setup_vm.sh)")
     if _vng() is None:
         missing.append("vng (virtme-ng in .venv; run scripts/setup_vm.sh)")
+    if not any(shutil.which(b) for b in ("busybox-static", "busybox.static", "busybox")):
+        # virtme-ng builds the initramfs that loads a modular kernel's virtio/9p drivers from it
+        missing.append("a static busybox (apt-get install busybox-static; or run scripts/setup_vm.sh)")
     image = kernel_image(kernel)
     if image is None:
         if kernel == "stock":
