@@ -1,6 +1,6 @@
 # ebpf-lab: two commands do everything (run as root on a Debian 12 machine set aside for learning).
 #   make lab    set up, then start JupyterLab on 127.0.0.1 with notebooks/ open (token printed)
-#   make test   set up, then run the whole test suite (all tiers)
+#   make test   set up (the second kernel too), then run the whole test suite (all tiers)
 # Both are idempotent: setup skips every step that is already done.
 #   make setup  only the setup (packages, headers, tracefs, .venv, Jupyter kernel)
 #   make unit   only the pure tests (no root, no bcc, no bpftrace; skips setup)
@@ -22,7 +22,7 @@ setup:
 lab: setup
 	@scripts/lab.sh
 
-test: setup
+test: setup-vm
 	@scripts/test.sh $(PYTEST_ARGS)
 
 unit:
