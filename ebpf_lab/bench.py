@@ -398,13 +398,14 @@ def _trace_bound(rep: BenchReport) -> str:
                 f"no slower than its untraced pair ({tr.baseline_ns:,.0f} ns). Rerun on a quiet machine, "
                 f"with more repetitions (--repeat 5).")
     split = ""
-    sc = next((r for r in rep.rows if r.name == "syscall_counts" and r.added_ns is not None), None)
-    if sc is not None:
-        split = (f" For scale: syscall_counts, which also runs a BPF program on a tracepoint for every "
-                 f"syscall but sends nothing to user space, adds {sc.added_ns:,.0f} ns; so of trace()'s "
-                 f"{tr.added_ns:,.0f} ns, roughly {max(tr.added_ns - sc.added_ns, 0):,.0f} ns are the price of "
-                 f"taking each event out of the kernel (ring-buffer reserve and submit, the reader's copies, "
-                 f"and the reader competing with the loop for the {rep.machine.get('cores')} cores).")
+    floor = next((r for r in rep.rows if r.name == "trace_floor" and r.added_ns is not None), None)
+    if floor is not None:
+        split = (f" Where the added ns go: the same tracepoint with trace()'s pid filter and only a counter "
+                 f"(the trace_floor row) adds {floor.added_ns:,.0f} ns, the price of any BPF program on "
+                 f"sys_enter_getppid; the remaining {max(tr.added_ns - floor.added_ns, 0):,.0f} ns are the "
+                 f"record itself (ring-buffer reserve and submit, bpf_ktime_get_ns, bpf_get_current_comm, "
+                 f"the reader's copies, and the reader competing with the loop for the "
+                 f"{rep.machine.get('cores')} cores).")
     if tr.lost == 0:
         return (f"trace() lost no event, so it delivered every event as fast as the traced loop made "
                 f"them: {tr.events_per_s:,.0f} events/s = 1e9 / {tr.ns_per_syscall:,.0f} ns per traced syscall. "

@@ -205,6 +205,9 @@ ROWS: tuple[RowSpec, ...] = (
     RowSpec("bpftrace_count", "bpftrace count()",
             "tracepoint:raw_syscalls:sys_enter /pid == cpid/ { @[args->id] = count(); }", 400, kind="count"),
     RowSpec("trace", "ebpf_lab trace()", "every sys_enter_getppid to a DataFrame (ring buffer)", 600),
+    RowSpec("trace_floor", "trace()'s probe, counting only",
+            "sys_enter_getppid with trace()'s pid filter and one per-CPU counter, no record (bcc): "
+            "the floor under trace()", 300, kind="count"),
     RowSpec("bpftrace_printf", "bpftrace printf", "every sys_enter_getppid printf'd (perf buffer)", 10_000,
             exact=False),
     RowSpec("bcc_perf", "bcc perf buffer + Python callback", "every sys_enter_getppid to a Python callback",
@@ -474,6 +477,39 @@ def _child_bcc_perf(n: int, timeout: float) -> Measurement:
     return Measurement("bcc_perf", n, ns, events=state["events"], lost=state["lost"])
 
 
+TRACE_FLOOR_PROGRAM = r"""
+BPF_PERCPU_ARRAY(hits, u64, 1);
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    u64 __pt = bpf_get_current_pid_tgid();        // trace()'s own filter prologue
+    if ((__pt >> 32) != TARGET_PID)
+        return 0;
+    u32 z = 0;
+    u64 *c = hits.lookup(&z);
+    if (c)
+        (*c)++;
+    return 0;
+}
+"""
+
+
+def _child_trace_floor(n: int, timeout: float) -> Measurement:
+    """trace()'s tracepoint and filter with the record left out: what any per-event probe there costs."""
+    from ._bcc import load_bcc, require_root  # noqa: PLC0415
+    from .session import ProbeRun  # noqa: PLC0415
+
+    require_root("the trace() floor row")
+    bcc = load_bcc()
+    with ProbeRun() as run:
+        held = _held_workload(run, n)
+        b = bcc.BPF(text=TRACE_FLOOR_PROGRAM, cflags=[f"-DTARGET_PID={held.pid}"])
+        run.on_close(b.cleanup)
+        held.release()
+        ns = _finish_workload(held, timeout=timeout)
+        hits = b["hits"]
+        events = int(sum(int(v) for v in hits[hits.Key(0)]))
+    return Measurement("trace_floor", n, ns, events=events, lost=0)
+
+
 # the columns of trace()'s row: the issue's "four-column event"
 TRACE_FIELDS = ("time", "pid", "tid", "comm")
 
@@ -509,7 +545,8 @@ def _ns_from_attrs(df, api: str) -> float:
     return parse_ns_per_syscall(output)
 
 
-_CHILD_ROWS = {"bcc_perf": _child_bcc_perf, "syscall_counts": _child_syscall_counts, "trace": _child_trace}
+_CHILD_ROWS = {"bcc_perf": _child_bcc_perf, "syscall_counts": _child_syscall_counts, "trace": _child_trace,
+               "trace_floor": _child_trace_floor}
 
 _MEASURE: dict[str, Callable[[int, float], Measurement]] = {
     "untraced": _measure_untraced,

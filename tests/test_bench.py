@@ -116,10 +116,13 @@ def _report(**trace_numbers) -> bench.BenchReport:
             r.repeats = [Measurement(name, n, ns, events, lost)]
         return r
 
-    t = dict(ns=400.0, events=1000, lost=0, extra={"bytes_per_event": 17.0, "columns": ["time", "pid", "tid", "comm"]})
+    t = dict(ns=400.0, events=1000, lost=0, extra={"bytes_per_event": 17.0, "columns": ["time", "pid", "tid", "comm"]},
+             floor_ns=None)
     t.update(trace_numbers)
     rows = [row("untraced", 120.0, 120.0), row("syscall_counts", 320.0, 120.0, 1000, 0),
             row("bpftrace_count", 300.0, 120.0, 1000, 0), row("trace", t["ns"], 120.0, t["events"], t["lost"], t["extra"])]
+    if t["floor_ns"] is not None:
+        rows.append(row("trace_floor", t["floor_ns"], 120.0, 1000, 0))
     return bench.BenchReport(n=1000, repeat=1, budget_s=3.0, machine={"cores": 2}, rows=rows, started="now")
 
 
@@ -141,6 +144,15 @@ def test_targets_follow_the_numbers():
     text = lossy.render()
     assert "| trace | 1,000 |" in text
     assert "lost 10 of 1,000" in text   # the consumer fell behind: the bound says so
+
+
+@pytestmark_unit
+def test_the_bound_splits_trace_cost_at_its_floor():
+    # trace adds 280 ns; its probe with only a counter adds 97: 183 ns are the record's path
+    text = _report(ns=400.0, floor_ns=217.0).render()
+    assert "adds 97 ns, the price of any BPF program on sys_enter_getppid" in text
+    assert "the remaining 183 ns are the record itself" in text
+    assert "the remaining" not in _report(ns=400.0).render()   # no floor row measured: no split claimed
 
 
 @pytestmark_unit
