@@ -226,19 +226,25 @@ def to_frame(chunks: list, program: codegen.Program, time_offset_ns: int):
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    if chunks:
-        recs = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
-    else:
-        recs = np.empty(0, dtype=program.record_dtype)
+    if not chunks:
+        chunks = [np.empty(0, dtype=program.record_dtype)]
+
+    def field(name):
+        # one column at a time: concatenating whole records first would hold a second copy
+        # of every record (the ring's stride, header padding included) next to the chunks
+        parts = [c[name] for c in chunks]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    n_rows = sum(len(c) for c in chunks)
     kinds = {c.name: c for c in program.record_columns}
     data = {}
     for name in program.output_columns:
         if name == "time":
-            ns = np.asarray(recs["time_ns"], dtype=np.int64) + np.int64(time_offset_ns)
+            ns = np.asarray(field("time_ns"), dtype=np.int64) + np.int64(time_offset_ns)
             data["time"] = ns.astype("datetime64[ns]")
             continue
         col = kinds[name]
-        raw = recs[name]
+        raw = field(name)
         if col.kind == "int":
             data[name] = np.ascontiguousarray(raw)
         else:
@@ -252,7 +258,7 @@ def to_frame(chunks: list, program: codegen.Program, time_offset_ns: int):
             if col.kind == "comm":
                 data[name] = pd.Categorical.from_codes(codes.astype(np.int32), categories=pd.Index(ordered, dtype=object))
             else:
-                data[name] = np.array(ordered + [None], dtype=object)[:-1][codes] if len(recs) \
+                data[name] = np.array(ordered + [None], dtype=object)[:-1][codes] if n_rows \
                     else np.array([], dtype=object)
     return pd.DataFrame(data, columns=list(program.output_columns))
 

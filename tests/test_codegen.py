@@ -379,3 +379,34 @@ def test_reader_skips_a_discarded_record_of_another_size():
             assert ring.cons == 24 + 48 + 24
     finally:
         ring.close()
+
+
+# --------------------------------------------------------------------------- records -> DataFrame
+
+def test_records_read_in_several_chunks_become_one_typed_frame():
+    """stream.to_frame (pure): chunks as the ring-buffer reader returns them -> one row per record."""
+    from ebpf_lab.stream import to_frame
+
+    cols = cg.common_columns() + [
+        cg.Column("filename", "str", 32), cg.Column("ret", "int", 8, True)]
+    record, out = cg.select_columns(cols, ["time", "pid", "comm", "filename", "ret"], "tracepoint:x:y")
+    program = cg.generate(cg.ProbeSpec("tracepoint", "x", "y"), record, output_columns=out)
+    rows = [(1_000, 7, b"cat", b"/etc/hosts\0junk", -2), (2_000, 7, b"cat", b"/etc/hosts", 3),
+            (3_000, 8, b"sh", b"", 0), (4_000, 7, b"cat", b"/tmp/a", -13)]
+
+    def chunk(part):
+        a = np.zeros(len(part), dtype=program.record_dtype)
+        for i, (t, pid, comm, fn, ret) in enumerate(part):
+            a[i]["time_ns"], a[i]["pid"], a[i]["comm"], a[i]["filename"], a[i]["ret"] = t, pid, comm, fn, ret
+        return a
+
+    df = to_frame([chunk(rows[:1]), chunk([]), chunk(rows[1:3]), chunk(rows[3:])], program, time_offset_ns=5)
+    assert list(df.columns) == ["time", "pid", "comm", "filename", "ret"]
+    assert df["time"].astype("int64").tolist() == [1_005, 2_005, 3_005, 4_005]
+    assert df["pid"].tolist() == [7, 7, 8, 7] and str(df["pid"].dtype) == "int32"
+    assert df["ret"].tolist() == [-2, 3, 0, -13] and str(df["ret"].dtype) == "int64"
+    assert df["comm"].astype(str).tolist() == ["cat", "cat", "sh", "cat"] and str(df["comm"].dtype) == "category"
+    # bytes after the first NUL are not part of the string: both /etc/hosts rows are equal
+    assert df["filename"].tolist() == ["/etc/hosts", "/etc/hosts", "", "/tmp/a"]
+    empty = to_frame([], program, time_offset_ns=0)
+    assert len(empty) == 0 and list(empty.columns) == list(df.columns)
