@@ -7,10 +7,11 @@
 # (tests/kernel2/, `make test-kernels`) boots Debian's stock kernel with this machine's
 # root filesystem under QEMU (virtme-ng) and runs those parts there. Steps, each skipped
 # when already done:
-#   1. qemu-system-x86, busybox-static and linux-image-<R>-unsigned, where <R> is the release
-#      of the installed linux-headers-amd64 (so bcc inside the guest has exactly matching
-#      headers); virtme-ng builds the guest's initramfs (which loads the stock kernel's
-#      virtio and 9p modules) from a statically linked busybox
+#   1. qemu-system-x86, busybox-static, file, kmod and linux-image-<R>-unsigned, where <R> is
+#      the release of the installed linux-headers-amd64 (so bcc inside the guest has exactly
+#      matching headers). virtme-ng builds the guest's initramfs (which loads the stock
+#      kernel's virtio and 9p modules) from a statically linked busybox, checks that it is
+#      static with `file`, and finds the modules with `modprobe --show-depends` (kmod)
 #   2. virtme-ng (the `vng` command) into .venv, pinned
 #   3. only with EBPF_LAB_OVERRIDE_KERNEL=build: the override kernel
 #      (scripts/kernel_override.sh, about 11 min the first time, cached in
@@ -42,7 +43,7 @@ RELEASE=$(printf '%s\n' "$DEPENDS" | tr ',' '\n' | sed -n 's/^ *linux-headers-\(
 [ -n "$RELEASE" ] || die "could not read the kernel release from linux-headers-amd64's Depends ($DEPENDS)."
 MISSING=()
 installed qemu-system-x86 || MISSING+=(qemu-system-x86)
-installed busybox-static || MISSING+=(busybox-static)
+for pkg in busybox-static file kmod; do installed "$pkg" || MISSING+=("$pkg"); done
 # the unsigned image; a signed one of the same release (already in /boot) is just as good
 [ -f "/boot/vmlinuz-$RELEASE" ] || MISSING+=("linux-image-$RELEASE-unsigned")
 if [ "${#MISSING[@]}" -gt 0 ]; then
@@ -52,7 +53,7 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${MISSING[@]}" >/dev/null \
     || die "apt-get install ${MISSING[*]} failed. Next step: run it by hand and read the error (or EBPF_LAB_VM=0 to skip the second kernel)."
 else
-  say "qemu-system-x86, busybox-static and the stock kernel $RELEASE: present"
+  say "qemu-system-x86, busybox-static, file, kmod and the stock kernel $RELEASE: present"
 fi
 [ -f "/boot/vmlinuz-$RELEASE" ] || die "/boot/vmlinuz-$RELEASE is missing after installing linux-image-$RELEASE-unsigned."
 
