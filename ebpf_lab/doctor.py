@@ -35,6 +35,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from ._cache import cache_dir
 from .errors import BackendMissingError, UsageError
 from .features import ALTERNATIVES, MECHANISMS, Finding
 from .privileges import effective_capabilities, missing_capabilities
@@ -251,9 +252,7 @@ def _cache_key() -> dict:
 
 def cache_path() -> str:
     """Where conclusive mechanism findings are kept between runs (``$EBPF_LAB_CACHE_DIR`` overrides)."""
-    base = os.environ.get("EBPF_LAB_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ebpf-lab")
-    return os.path.join(base, "doctor.json")
+    return str(cache_dir() / "doctor.json")
 
 
 def _load_disk() -> dict[str, Finding]:

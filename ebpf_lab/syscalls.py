@@ -32,6 +32,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from ._cache import cache_dir
 from .errors import EbpfLabError, SetupError, UnknownProbeError, UsageError
 
 __all__ = [
@@ -110,11 +111,6 @@ TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
 """
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ebpf-lab"
-
-
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -124,7 +120,7 @@ def _boot_id() -> str:
 
 def cache_path() -> Path:
     """Where the table of this kernel and boot is cached."""
-    return _cache_dir() / f"syscalls-{os.uname().release}-{_boot_id()}.json"
+    return cache_dir() / f"syscalls-{os.uname().release}-{_boot_id()}.json"
 
 
 def _kallsyms(*names: str) -> dict[str, int]:

@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ._cache import cache_dir
 from .errors import SetupError, UsageError
 
 __all__ = ["KINDS", "Workload", "build_helper", "labload_path", "random_name", "workload"]
@@ -37,20 +38,16 @@ KINDS = ("open", "open_missing", "getppid", "read", "connect", "fork", "sleep")
 _TEMP_DIRS: list[str] = []
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ebpf-lab"
-
-
 def build_helper(name: str) -> Path:
     """Absolute path to one of the lab's C helpers (``labload``, ``labhold``), built on first use.
 
-    Binaries are cached under ``~/.cache/ebpf-lab`` by a hash of their source,
-    so an edited source is rebuilt and concurrent builders never clash.
+    Binaries are cached in the lab's cache directory (``_cache.cache_dir``) by a
+    hash of their source, so an edited source is rebuilt and concurrent builders
+    never clash.
     """
     source = _SOURCES / f"{name}.c"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    target = _cache_dir() / f"{name}-{digest}"
+    target = cache_dir() / f"{name}-{digest}"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

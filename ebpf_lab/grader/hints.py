@@ -11,14 +11,14 @@ import json
 import os
 from pathlib import Path
 
+from .._cache import cache_dir
 from ..errors import UsageError
 
 __all__ = ["hints_for", "next_hint", "progress_file", "reset_hints"]
 
 
 def progress_file() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "ebpf-lab" / "hints.json"
+    return cache_dir() / "hints.json"
 
 
 def hints_for(exercise_path: Path) -> list[str]:
