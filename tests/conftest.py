@@ -132,6 +132,24 @@ OVERRIDE_OPTED_IN = os.environ.get("EBPF_LAB_OVERRIDE_KERNEL") in ("required", "
 OVERRIDE_TIER = "test_override_kernel.py"
 
 
+SUMMARY_LINES = pytest.StashKey[list]()
+
+
+@pytest.fixture(scope="session")
+def summary_lines(request) -> list:
+    """Lines a test wants in the run's closing summary (the second kernel's timings, say):
+    CI logs show them even when every test passed."""
+    return request.config.stash.setdefault(SUMMARY_LINES, [])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = config.stash.get(SUMMARY_LINES, [])
+    if lines:
+        terminalreporter.section("ebpf-lab measurements")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def pytest_report_header(config):
     if not OVERRIDE_OPTED_IN:
         return [f"override-kernel tier ({OVERRIDE_TIER}) deselected: run `make test-override-kernel` "

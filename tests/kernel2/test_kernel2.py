@@ -144,10 +144,23 @@ def test_junit_reader_sees_failures(tmp_path):
         assert_pytest_step_passed(tmp_path, {"x": {"returncode": 1}, "facts": {"release": "r"}}, "x")
 
 
+@pytest.mark.unit
+def test_timing_line_names_every_step():
+    boot = vm.VmResult(kernel=Path("/boot/vmlinuz-x"), command=[], returncode=0, stdout="", stderr="", elapsed=812.4)
+    line = timing_line("kernel2: stock", boot, {"facts": {"step_seconds": 0.2}, "doctor": {"step_seconds": 95.6}})
+    assert line == "[kernel2: stock] /boot/vmlinuz-x: boot and guest suite 812 s (facts 0 s, doctor 96 s)"
+
+
 # ---------------------------------------------------------------- the stock kernel, booted once
 
+def timing_line(tier: str, boot: vm.VmResult, results: dict) -> str:
+    """One line for the run's summary: the whole boot and each guest step, in seconds."""
+    steps = ", ".join(f"{k} {v['step_seconds']:.0f} s" for k, v in results.items() if v.get("step_seconds") is not None)
+    return f"[{tier}] {boot.kernel}: boot and guest suite {boot.elapsed:.0f} s ({steps})"
+
+
 @pytest.fixture(scope="module")
-def stock(tmp_path_factory):
+def stock(tmp_path_factory, summary_lines):
     require_vm("stock")
     started = time.monotonic()
     outdir, results, boot = run_guest(tmp_path_factory.mktemp("kernel2"), "stock", STEPS)
@@ -159,7 +172,7 @@ def stock(tmp_path_factory):
         TIMING_FILE.write_text(json.dumps(timing, indent=1))
     except OSError:
         pass
-    print(f"\n[kernel2] {json.dumps(timing)}")
+    summary_lines.append(timing_line("kernel2: stock", boot, results))
     return outdir, results
 
 

@@ -30,19 +30,20 @@ from test_kernel2 import (
     assert_pytest_step_passed,
     assert_solutions_pass,
     run_guest,
+    timing_line,
 )
 
 pytestmark = pytest.mark.timeout(BOOT_TIMEOUT + 600)
 
 
 @pytest.fixture(scope="module")
-def override(tmp_path_factory):
+def override(tmp_path_factory, summary_lines):
     ready = vm.readiness("override")
     if not ready.expected:
         pytest.fail(ready.reason)
     outdir, results, boot = run_guest(tmp_path_factory.mktemp("override"), "override",
                                       "facts,doctor,override,grade=override,notebooks=05")
-    print(f"\n[kernel2:override] booted {boot.kernel}, {boot.elapsed:.0f} s in all")
+    summary_lines.append(timing_line("kernel2: override", boot, results))
     return outdir, results
 
 
