@@ -125,13 +125,6 @@ def no_leaks():
     assert not extra, f"BPF programs left loaded: {sorted(extra)}"
 
 
-# The override-kernel tier (tests/kernel2/test_override_kernel.py) needs a kernel built from
-# source (11 min on an idle machine): it runs only when asked for, and is otherwise deselected
-# (not skipped: nothing is wrong with this kernel, the tier simply was not requested).
-OVERRIDE_OPTED_IN = os.environ.get("EBPF_LAB_OVERRIDE_KERNEL") in ("required", "build")
-OVERRIDE_TIER = "test_override_kernel.py"
-
-
 SUMMARY_LINES = pytest.StashKey[list]()
 
 
@@ -148,6 +141,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.section("ebpf-lab measurements")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+# The override-kernel tier (tests/kernel2/test_override_kernel.py) needs a kernel built from
+# source (11 min on an idle machine): it runs only when asked for, and is otherwise deselected
+# (not skipped: nothing is wrong with this kernel, the tier simply was not requested).
+OVERRIDE_OPTED_IN = os.environ.get("EBPF_LAB_OVERRIDE_KERNEL") in ("required", "build")
+OVERRIDE_TIER = "test_override_kernel.py"
 
 
 def pytest_report_header(config):

@@ -93,6 +93,12 @@ def run_guest(tmp_dir: Path, kernel: str, steps: str) -> tuple[Path, dict, vm.Vm
     return outdir, results, result
 
 
+def timing_line(tier: str, boot: vm.VmResult, results: dict) -> str:
+    """One line for the run's summary: the whole boot and each guest step, in seconds."""
+    steps = ", ".join(f"{k} {v['step_seconds']:.0f} s" for k, v in results.items() if v.get("step_seconds") is not None)
+    return f"[{tier}] {boot.kernel}: boot and guest suite {boot.elapsed:.0f} s ({steps})"
+
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -152,12 +158,6 @@ def test_timing_line_names_every_step():
 
 
 # ---------------------------------------------------------------- the stock kernel, booted once
-
-def timing_line(tier: str, boot: vm.VmResult, results: dict) -> str:
-    """One line for the run's summary: the whole boot and each guest step, in seconds."""
-    steps = ", ".join(f"{k} {v['step_seconds']:.0f} s" for k, v in results.items() if v.get("step_seconds") is not None)
-    return f"[{tier}] {boot.kernel}: boot and guest suite {boot.elapsed:.0f} s ({steps})"
-
 
 @pytest.fixture(scope="module")
 def stock(tmp_path_factory, summary_lines):
