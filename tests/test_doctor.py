@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,9 +23,11 @@ from ebpf_lab.errors import UsageError
 doctor_mod = importlib.import_module("ebpf_lab.doctor")
 
 # --------------------------------------------------------------------------------------
-# The CI machine kind: kernel 6.18.44-fc-v657 (custom, lightweight VM), Debian 12, root.
+# The CI machine kind: kernel 6.18.44-fc-vNNN (custom, lightweight VM), Debian 12, root. The
+# build suffix changes between machines of the kind (v657 in KERNEL_FACTS.md, v1252 later), so
+# the family is matched: pinning one build would silently skip the exact checks on the next.
 # check               -> expected status   why (see KERNEL_FACTS.md)
-EXPECTED_KERNEL = "6.18.44-fc-v657"
+EXPECTED_KERNEL = re.compile(r"6\.18\.44-fc-v\d+")
 EXPECTED = {
     "privileges": "ok",           # root with every capability
     "kernel": "ok",               # always ok: informational
@@ -285,8 +288,8 @@ def test_doctor_on_this_machine(capfd, private_cache):
     assert out == "" and err == "", f"doctor printed: {out!r} {err!r}"
     _assert_shape(df)
     rows = df.set_index("check")
-    if os.uname().release != EXPECTED_KERNEL:
-        return  # another kernel: the shape is all we can require
+    if not EXPECTED_KERNEL.fullmatch(os.uname().release):
+        return  # another kernel (the stock one under QEMU, say): the shape is all we can require
     got = {name: rows.loc[name, "status"] for name in EXPECTED}
     details = {name: rows.loc[name, "detail"] for name in EXPECTED if got[name] != EXPECTED[name]}
     assert got == EXPECTED, f"unexpected rows: {details}"
