@@ -8,13 +8,14 @@
 #   make test-kernels          kprobes/fentry/LSM for real in Debian's stock kernel under QEMU
 #   make test-override-kernel  build (once, ~11 min) a kernel with override() and test it there
 #   make record-kprobes        re-record notebooks/recorded/ (output from a kernel with kprobes)
+#   make record-override       re-record what override() prints on the override kernel (lesson 05)
 # Options: LAB_PORT=8890 make lab;  make test PYTEST_ARGS="-m 'not notebook' -x"
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
 .PHONY: help setup lab test unit doctor
 help:
-	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@scripts/setup.sh
@@ -32,7 +33,7 @@ doctor: setup
 	@.venv/bin/ebpf-lab doctor
 
 # --- a second kernel under QEMU (docs/KERNELS.md) ---------------------------------
-.PHONY: setup-vm test-kernels override-kernel test-override-kernel record-kprobes
+.PHONY: setup-vm test-kernels override-kernel test-override-kernel record-kprobes record-override
 setup-vm: setup
 	@scripts/setup_vm.sh
 
@@ -47,3 +48,6 @@ test-override-kernel: override-kernel
 
 record-kprobes: setup-vm
 	@scripts/record_kprobes.sh
+
+record-override: override-kernel
+	@scripts/record_kprobes.sh --override

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
         print("usage: python -m ebpf_lab.recorded run NAME OUTDIR --machine TEXT --program TEXT "
-              "[--tool TEXT] -- ARGV...", file=sys.stderr)
+              "[--tool TEXT] [--regenerate COMMAND] -- ARGV...", file=sys.stderr)
         return 2
     cut = argv.index("--")
     p = argparse.ArgumentParser(prog="python -m ebpf_lab.recorded")
@@ -235,9 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--machine", required=True)
     p.add_argument("--program", required=True)
     p.add_argument("--tool", default="")
+    p.add_argument("--regenerate", default=REGENERATE, help="the command that remakes this recording")
     opts = p.parse_args(argv[:cut])
     rec = record(opts.name, argv[cut + 1:], opts.outdir, machine=opts.machine, program=opts.program,
-                 tool=opts.tool)
+                 tool=opts.tool, regenerate=opts.regenerate)
     print(f"wrote {rec.path} (exit {rec.exit_code}, {len(rec.lines)} lines)")
     return 0
 

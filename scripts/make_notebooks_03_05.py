@@ -592,6 +592,20 @@ def nb05():
         recorded.show("override_connect")
         """),
         md(r"""
+        A kernel built with `CONFIG_FUNCTION_ERROR_INJECTION` and `CONFIG_BPF_KPROBE_OVERRIDE`
+        (the lab builds one from Debian's own source: `make override-kernel`) lists the
+        functions that may be overridden, `__x64_sys_connect` among them. There the same kind of
+        one-liner, scoped with `pid == cpid` to the workload bpftrace starts, makes each of its
+        23 `connect()` calls return -1 before the kernel does any work, and the workload sees
+        `EPERM` (`denied=23`):
+        """),
+        code(r"""
+        recorded.show("error_injection_override_kernel")
+        """),
+        code(r"""
+        recorded.show("override_connect_eperm")
+        """),
+        md(r"""
         ## `connect_block` with what works: a cgroup `connect4` program
 
         A `BPF_PROG_TYPE_CGROUP_SOCK_ADDR` program attached to a cgroup runs at every

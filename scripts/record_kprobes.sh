@@ -3,6 +3,12 @@
 # that has them, for lessons 03-05 (this lab's own kernel lacks them).
 #
 # Usage (as root, from the checkout):   scripts/record_kprobes.sh [KERNEL_IMAGE]
+#                                       scripts/record_kprobes.sh --override
+#
+# --override (make record-override): boot the kernel built with error injection
+# (scripts/kernel_override.sh, cached; built first if missing) and record only what
+# lesson 05 shows from it: override() making the lab's connect workload fail with
+# EPERM, and that kernel's error-injection facts. Labelled with that kernel.
 #
 # Boots Debian's stock kernel (default: the newest /boot/vmlinuz-6.1.*-amd64) under
 # QEMU with virtme-ng, in software emulation (about 20 s to boot, seconds per
@@ -16,7 +22,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 HOME_DIR=$(pwd)
-KERNEL=${1:-$(ls /boot/vmlinuz-6.1.*-amd64 2>/dev/null | sort -V | tail -n 1)}
+MODE=stock
+if [ "${1:-}" = --override ]; then
+    MODE=override
+    KERNEL=$(scripts/kernel_override.sh | tail -n 1)
+else
+    KERNEL=${1:-$(ls /boot/vmlinuz-6.1.*-amd64 2>/dev/null | sort -V | tail -n 1)}
+fi
 VNG=${VNG:-$HOME_DIR/.venv/bin/vng}
 [ -n "$KERNEL" ] && [ -e "$KERNEL" ] || { echo "no kernel image: apt-get install linux-image-6.1.0-NN-amd64-unsigned" >&2; exit 2; }
 export PATH="$(dirname "$VNG"):$PATH"
@@ -32,8 +44,21 @@ mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 cd "$HOME_DIR"
 PY="$HOME_DIR/.venv/bin/python"
 MACHINE="Debian stock kernel under QEMU (virtme-ng, software emulation)"
+[ "$MODE" = override ] && MACHINE="kernel built from Debian's linux-source-6.1 with error injection (scripts/kernel_override.sh), under QEMU (virtme-ng, software emulation)"
 TOOL="\$(bpftrace --version 2>/dev/null)"
-rec() { name=\$1; program=\$2; shift 2; "\$PY" -m ebpf_lab.recorded run "\$name" "$OUT" --machine "\$MACHINE" --tool "\$TOOL" --program "\$program" -- "\$@" || true; }
+REGEN="scripts/record_kprobes.sh"
+[ "$MODE" = override ] && REGEN="scripts/record_kprobes.sh --override (make record-override)"
+rec() { name=\$1; program=\$2; shift 2; "\$PY" -m ebpf_lab.recorded run "\$name" "$OUT" --machine "\$MACHINE" --tool "\$TOOL" --regenerate "\$REGEN" --program "\$program" -- "\$@" || true; }
+if [ "$MODE" = override ]; then
+# the host's home is read-only in the guest: the workload helper is built in a scratch cache
+LL=\$(EBPF_LAB_CACHE_DIR=/tmp/ebpf-lab-rec "\$PY" -c 'from ebpf_lab.workloads import labload_path; print(labload_path())')
+P='grep -c _eil_addr_ /proc/kallsyms; grep -c . /sys/kernel/debug/error_injection/list; grep -E "^__x64_sys_connect|^should_failslab" /sys/kernel/debug/error_injection/list'
+rec error_injection_override_kernel "\$P" sh -c "\$P"
+# scoped to the process bpftrace starts (cpid): nothing else on the machine is touched
+P='kprobe:__x64_sys_connect /pid == cpid/ { override(-1); @overridden = count(); }'
+rec override_connect_eperm "\$P" bpftrace --unsafe -e "\$P" -c "\$LL connect 23 9"
+exit 0
+fi
 
 P='kprobe:do_sys_openat2 /comm == str(\$1)/ { printf("%s (%d) -> %s\n", comm, pid, str(uptr(arg1))); }'
 rec kprobe_openat2 "\$P" bpftrace -e "\$P" -c "/usr/bin/cat /etc/hosts" cat
