@@ -6,7 +6,7 @@
 #   make unit   only the pure tests (no root, no bcc, no bpftrace; skips setup)
 #   make doctor what eBPF can do on this kernel
 #   make test-kernels          kprobes/fentry/LSM for real in Debian's stock kernel under QEMU
-#   make test-override-kernel  build (once, ~11 min) a kernel with override() and test it there
+#   make test-override-kernel  build (once, ~10 min) a kernel with override() and test it there
 #   make record-kprobes        re-record notebooks/recorded/ (output from a kernel with kprobes)
 #   make record-override       re-record what override() prints on the override kernel (lesson 05)
 # Options: LAB_PORT=8890 make lab;  make test PYTEST_ARGS="-m 'not notebook' -x"

@@ -23,8 +23,12 @@ set -eu
 cd "$(dirname "$0")/.."
 HOME_DIR=$(pwd)
 MODE=stock
+MACHINE="Debian stock kernel under QEMU (virtme-ng, software emulation)"
+REGEN="scripts/record_kprobes.sh"
 if [ "${1:-}" = --override ]; then
     MODE=override
+    MACHINE="kernel built from Debian's linux-source-6.1 with error injection (scripts/kernel_override.sh), under QEMU (virtme-ng, software emulation)"
+    REGEN="scripts/record_kprobes.sh --override (make record-override)"
     KERNEL=$(scripts/kernel_override.sh | tail -n 1)
 else
     KERNEL=${1:-$(ls /boot/vmlinuz-6.1.*-amd64 2>/dev/null | sort -V | tail -n 1)}
@@ -43,11 +47,9 @@ mount -t debugfs nodev /sys/kernel/debug 2>/dev/null || true
 mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 cd "$HOME_DIR"
 PY="$HOME_DIR/.venv/bin/python"
-MACHINE="Debian stock kernel under QEMU (virtme-ng, software emulation)"
-[ "$MODE" = override ] && MACHINE="kernel built from Debian's linux-source-6.1 with error injection (scripts/kernel_override.sh), under QEMU (virtme-ng, software emulation)"
+MACHINE="$MACHINE"
+REGEN="$REGEN"
 TOOL="\$(bpftrace --version 2>/dev/null)"
-REGEN="scripts/record_kprobes.sh"
-[ "$MODE" = override ] && REGEN="scripts/record_kprobes.sh --override (make record-override)"
 rec() { name=\$1; program=\$2; shift 2; "\$PY" -m ebpf_lab.recorded run "\$name" "$OUT" --machine "\$MACHINE" --tool "\$TOOL" --regenerate "\$REGEN" --program "\$program" -- "\$@" || true; }
 if [ "$MODE" = override ]; then
 # the host's home is read-only in the guest: the workload helper is built in a scratch cache

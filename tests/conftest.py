@@ -144,7 +144,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 # The override-kernel tier (tests/kernel2/test_override_kernel.py) needs a kernel built from
-# source (11 min on an idle machine): it runs only when asked for, and is otherwise deselected
+# source (583 s on an idle machine): it runs only when asked for, and is otherwise deselected
 # (not skipped: nothing is wrong with this kernel, the tier simply was not requested).
 OVERRIDE_OPTED_IN = os.environ.get("EBPF_LAB_OVERRIDE_KERNEL") in ("required", "build")
 OVERRIDE_TIER = "test_override_kernel.py"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import IN_CI
 from ebpf_lab import vm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,9 +98,6 @@ def timing_line(tier: str, boot: vm.VmResult, results: dict) -> str:
     """One line for the run's summary: the whole boot and each guest step, in seconds."""
     steps = ", ".join(f"{k} {v['step_seconds']:.0f} s" for k, v in results.items() if v.get("step_seconds") is not None)
     return f"[{tier}] {boot.kernel}: boot and guest suite {boot.elapsed:.0f} s ({steps})"
-
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def require_vm(kernel: str) -> vm.Readiness:
