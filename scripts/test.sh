@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/pytest ] || { echo "[test] ERROR: .venv/bin/pytest not found. Next step: run 'make test' (it sets up first) or 'make setup'." >&2; exit 1; }
 # The second-kernel tier (tests/kernel2, marker kernel2) boots Debian's stock kernel under QEMU
 # (software emulation) once and runs the kprobe/fentry/LSM parts inside: about 11 minutes on an
-# idle machine (646-699 s measured; see the README, "A second kernel"). It is part of the whole suite; EBPF_LAB_KERNEL2=0 leaves it out
-# (then `make test-kernels` runs it alone). A -m of your own overrides this default.
+# idle machine (646-699 s measured; see the README, "A second kernel"). It is part of the whole
+# suite; EBPF_LAB_KERNEL2=0 leaves it out (then `make test-kernels` runs it alone). A -m of your
+# own overrides this default.
 select=()
 [ "${EBPF_LAB_KERNEL2:-1}" = 0 ] && select=(-m "not kernel2")
 echo "[test] .venv/bin/pytest ${select[*]} $*  (kernel $(uname -r), CI=${CI:-})"
